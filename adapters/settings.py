@@ -1,0 +1,128 @@
+"""The one Settings class. Read once by the composition root and passed in; nothing else reads os.environ.
+
+Every field is an environment variable with the ``SUPPORTBOT_`` prefix (or the usual
+provider name where one exists, e.g. ``OPENAI_API_KEY``) and can also be set in ``.env``.
+``.env.example`` documents them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _alias(name: str, *plain: str) -> AliasChoices:
+    return AliasChoices(f"SUPPORTBOT_{name}", *plain)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SUPPORTBOT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        strict=False,
+        validate_default=True,
+        populate_by_name=True,
+    )
+
+    # --- storage -----------------------------------------------------------------------------
+    data_dir: Path = Path("data")
+    database_url: SecretStr | None = None  # default: sqlite:///<data_dir>/supportbot.db
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- ingest ------------------------------------------------------------------------------
+    chunk_size: int = Field(default=180, ge=20, le=2000, description="words per chunk")
+    chunk_overlap: int = Field(default=30, ge=0, le=500, description="words of overlap")
+    max_file_mb: float = Field(default=50.0, gt=0)
+    default_access: CommaList = ["public"]
+
+    # --- embedder ----------------------------------------------------------------------------
+    embedder: Literal["onnx", "openai", "cohere"] = "onnx"
+    onnx_model_dir: Path | None = None  # model.onnx + tokenizer.json; default: bundled MiniLM int8
+    onnx_pooling: Literal["mean", "cls"] = "mean"
+    onnx_max_length: int = Field(default=256, ge=8, le=8192)
+    onnx_threads: int = Field(default=0, ge=0)  # 0 = all cores
+    openai_embedding_model: str = "text-embedding-3-small"
+    cohere_embed_model: str = "embed-english-v3.0"
+
+    # --- index -------------------------------------------------------------------------------
+    index: Literal["local", "pinecone"] = "local"
+    pinecone_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("PINECONE_API_KEY", "PINECONE_API_KEY"))
+    pinecone_index: str = "supportbot"
+    pinecone_host: str | None = None
+    pinecone_namespace: str = "default"
+
+    # --- reranker ----------------------------------------------------------------------------
+    reranker: Literal["none", "cohere", "cross-encoder"] = "none"
+    cross_encoder_dir: Path | None = None
+    cohere_rerank_model: str = "rerank-v3.5"
+
+    # --- retrieval ---------------------------------------------------------------------------
+    top_k: int = Field(default=8, ge=1, le=50)
+    candidates: int = Field(default=50, ge=5, le=500)
+
+    # --- generator ---------------------------------------------------------------------------
+    generator: Literal["extractive", "openai", "llama-cpp"] = "extractive"
+    openai_model: str = "gpt-4o-mini"
+    gguf_path: Path | None = None
+    provider_timeout_s: float = Field(default=20.0, gt=0)
+
+    # --- provider credentials (the usual names are honoured) -----------------------------------
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("OPENAI_API_KEY", "OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(default=None, validation_alias=_alias("OPENAI_BASE_URL", "OPENAI_BASE_URL"))
+    cohere_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("COHERE_API_KEY", "COHERE_API_KEY"))
+    cohere_base_url: str | None = Field(default=None, validation_alias=_alias("COHERE_BASE_URL", "CO_API_URL"))
+
+    # --- Slack -------------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias=_alias("SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias=_alias("SLACK_SIGNING_SECRET", "SLACK_SIGNING_SECRET")
+    )
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias=_alias("SLACK_APP_TOKEN", "SLACK_APP_TOKEN"))
+    slack_api_url: str = "https://slack.com/api/"
+    slack_mode: Literal["auto", "socket", "http"] = "auto"
+    slack_admins: CommaList = []
+    slack_admin_group: str | None = None
+
+    # --- Microsoft Teams ---------------------------------------------------------------------
+    microsoft_app_id: str = Field(default="", validation_alias=_alias("MICROSOFT_APP_ID", "MicrosoftAppId"))
+    microsoft_app_password: SecretStr | None = Field(
+        default=None, validation_alias=_alias("MICROSOFT_APP_PASSWORD", "MicrosoftAppPassword")
+    )
+    microsoft_app_tenant_id: str = Field(default="", validation_alias=_alias("MICROSOFT_APP_TENANT_ID", "MicrosoftAppTenantId"))
+    microsoft_app_type: Literal["MultiTenant", "SingleTenant", "UserAssignedMSI"] = Field(
+        default="MultiTenant", validation_alias=_alias("MICROSOFT_APP_TYPE", "MicrosoftAppType")
+    )
+    teams_admins: CommaList = []
+
+    # --- workers -----------------------------------------------------------------------------
+    redis_url: SecretStr | None = Field(default=None, validation_alias=_alias("REDIS_URL", "REDIS_URL"))
+    fetch_allow_hosts: CommaList = []  # hosts exempt from the private-address rule (intranets, tests)
+    fetch_max_mb: float = Field(default=20.0, gt=0)
+    fetch_timeout_s: float = Field(default=20.0, gt=0)
+
+    # --- web ---------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    admin_password: SecretStr | None = None
+    session_secret: SecretStr | None = None
+    web_chat: Literal["on", "off", "login"] = "on"
+
+    @field_validator("slack_admins", "teams_admins", "fetch_allow_hosts", "default_access", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'supportbot.db').resolve()}"

