@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # --- ingest ------------------------------------------------------------------------------
-    chunk_size: int = Field(default=180, ge=20, le=2000, description="words per chunk")
-    chunk_overlap: int = Field(default=30, ge=0, le=500, description="words of overlap")
+    chunk_size: int = Field(default=100, ge=20, le=2000, description="words per chunk")
+    chunk_overlap: int = Field(default=20, ge=0, le=500, description="words of overlap")
     max_file_mb: float = Field(default=50.0, gt=0)
     default_access: CommaList = ["public"]
 
@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     embedder: Literal["onnx", "openai", "cohere"] = "onnx"
     onnx_model_dir: Path | None = None  # model.onnx + tokenizer.json; default: bundled MiniLM int8
     onnx_pooling: Literal["mean", "cls"] = "mean"
-    onnx_max_length: int = Field(default=256, ge=8, le=8192)
+    onnx_max_length: int = Field(default=128, ge=8, le=8192)
     onnx_threads: int = Field(default=0, ge=0)  # 0 = all cores
     openai_embedding_model: str = "text-embedding-3-small"
     cohere_embed_model: str = "embed-english-v3.0"

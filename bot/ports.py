@@ -146,3 +146,55 @@ class IngestQueue(Protocol):
     """
 
     def enqueue_ingest(self, target: str, requested_by: str, notify: Mapping[str, str]) -> str: ...
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    """What the store knows of a document's current version."""
+
+    doc_id: str
+    source: str
+    content_hash: str
+    embedder: str
+    version: int
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A document version as it was indexed: its chunks and their vectors, for rollback."""
+
+    state: DocumentState
+    chunks: tuple[Chunk, ...]
+    vectors: Matrix
+
+
+@runtime_checkable
+class DocumentStore(Protocol):
+    """Remembers which version of each document is indexed, and the one before it.
+
+    ``record`` makes a new current version (``chunks`` empty and ``deleted`` for a
+    removal), tagged with the ingest ``run_id``; the store keeps the previous version so
+    ``rollback_run`` can restore it. Idempotent per (doc_id, run_id).
+    """
+
+    def states(self, source: str | None = None) -> dict[str, DocumentState]: ...
+
+    def record(
+        self,
+        state: DocumentState,
+        chunks: Sequence[Chunk],
+        vectors: Matrix,
+        run_id: str,
+    ) -> None: ...
+
+    def start_run(self, run_id: str, source: str) -> None: ...
+
+    def finish_run(self, run_id: str, summary: str) -> None: ...
+
+    def last_run(self) -> str | None: ...
+
+    def rollback_run(self, run_id: str) -> list[tuple[str, StoredVersion | None]]:
+        """Forget the versions ``run_id`` made current; return, per document, the version
+        that is current again (``None``: the document did not exist before the run)."""
+        ...

@@ -228,3 +228,38 @@ class Feedback:
     vote: Vote
     comment: str = ""
     created_at: datetime | None = None
+
+
+def chunk_to_dict(chunk: Chunk) -> dict[str, object]:
+    """A JSON-safe dict of a chunk (for stores and traces)."""
+    return {
+        "id": chunk.id,
+        "doc_id": chunk.doc_id,
+        "ordinal": chunk.ordinal,
+        "text": chunk.text,
+        "title": chunk.title,
+        "heading_path": list(chunk.heading_path),
+        "url": chunk.url,
+        "source": chunk.source,
+        "content_hash": chunk.content_hash,
+        "updated_at": None if chunk.updated_at is None else chunk.updated_at.isoformat(),
+        "access": list(chunk.access),
+    }
+
+
+def chunk_from_dict(data: Mapping[str, object]) -> Chunk:
+    """The inverse of chunk_to_dict."""
+    updated = data.get("updated_at")
+    return Chunk(
+        id=str(data["id"]),
+        doc_id=str(data["doc_id"]),
+        ordinal=int(str(data["ordinal"])),
+        text=str(data["text"]),
+        title=str(data["title"]),
+        heading_path=tuple(str(h) for h in data.get("heading_path") or ()),  # type: ignore[attr-defined]
+        url=str(data["url"]),
+        source=str(data["source"]),
+        content_hash=str(data["content_hash"]),
+        updated_at=None if not updated else datetime.fromisoformat(str(updated)),
+        access=tuple(str(a) for a in data.get("access") or ()),  # type: ignore[attr-defined]
+    )

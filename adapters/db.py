@@ -1,0 +1,82 @@
+"""The SQL schema (SQLAlchemy Core) and its Alembic migrations, shared by every SQL store.
+
+SQLite in the data directory by default; PostgreSQL (or any SQLAlchemy URL) through
+``SUPPORTBOT_DATABASE_URL``. ``migrate(engine)`` brings a database to the newest schema.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+metadata = sa.MetaData()
+
+ingest_runs = sa.Table(
+    "ingest_runs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("source", sa.String(512), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("summary", sa.Text),
+    sa.Column("rolled_back", sa.Boolean, nullable=False, default=False),
+)
+
+doc_versions = sa.Table(
+    "doc_versions",
+    metadata,
+    sa.Column("doc_id", sa.String(1024), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("source", sa.String(512), nullable=False, index=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("embedder", sa.String(256), nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.Column("chunks", sa.Text, nullable=False),  # JSON list of chunks
+    sa.Column("vectors", sa.LargeBinary, nullable=False),  # float32, row-major
+    sa.Column("dimension", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine; SQLite gets WAL and a busy timeout so a worker and the web process share it."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Upgrade the database to the newest schema (Alembic ``upgrade head``), once per process."""
+    key = str(engine.url)
+    with _migrate_lock:
+        if key in _migrated:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+        _migrated.add(key)

@@ -1,0 +1,122 @@
+"""The composition root: reads Settings once and builds the services.
+
+Only entry points (CLI, web server, Socket Mode runner, Celery worker) use it. SDKs are
+imported lazily here, only for the providers that are selected.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from functools import cached_property
+from pathlib import Path
+
+from adapters.settings import Settings
+from bot.errors import ConfigError
+from bot.ports import ChunkIndex, DocumentStore, Embedder, Reranker
+from bot.retrieval import RetrievalConfig, Retriever
+from knowledge.pipeline import Ingestor
+
+log = logging.getLogger(__name__)
+
+
+def _secret(value: object) -> str | None:
+    return None if value is None else value.get_secret_value()  # type: ignore[attr-defined]
+
+
+class Services:
+    """Lazily built services for one Settings; each is built at most once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def data_dir(self) -> Path:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.settings.data_dir
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        s = self.settings
+        if s.embedder == "onnx":
+            from adapters.providers.onnx_embedder import OnnxEmbedder
+
+            return OnnxEmbedder(
+                s.onnx_model_dir, pooling=s.onnx_pooling, max_length=s.onnx_max_length, threads=s.onnx_threads
+            )
+        if s.embedder == "openai":
+            from adapters.providers.openai_provider import OpenAIEmbedder, openai_client
+
+            key = _secret(s.openai_api_key)
+            if not key:
+                raise ConfigError("SUPPORTBOT_EMBEDDER=openai needs OPENAI_API_KEY")
+            return OpenAIEmbedder(  # type: ignore[no-any-return]
+                openai_client(key, s.openai_base_url, s.provider_timeout_s), model=s.openai_embedding_model
+            )
+        from adapters.providers.cohere_provider import CohereEmbedder, cohere_client
+
+        key = _secret(s.cohere_api_key)
+        if not key:
+            raise ConfigError("SUPPORTBOT_EMBEDDER=cohere needs COHERE_API_KEY")
+        return CohereEmbedder(  # type: ignore[no-any-return]
+            cohere_client(key, s.cohere_base_url, s.provider_timeout_s), model=s.cohere_embed_model
+        )
+
+    @cached_property
+    def index(self) -> ChunkIndex:
+        s = self.settings
+        if s.index == "local":
+            from adapters.providers.local_index import LocalIndex
+
+            return LocalIndex(self.data_dir / "index.sqlite")
+        from adapters.providers.pinecone_index import PineconeIndex, pinecone_client
+
+        key = _secret(s.pinecone_api_key)
+        if not key:
+            raise ConfigError("SUPPORTBOT_INDEX=pinecone needs PINECONE_API_KEY")
+        return PineconeIndex(  # type: ignore[no-any-return]
+            pinecone_client(key, s.pinecone_host), index_name=s.pinecone_index, namespace=s.pinecone_namespace
+        )
+
+    @cached_property
+    def reranker(self) -> Reranker | None:
+        s = self.settings
+        if s.reranker == "none":
+            return None
+        if s.reranker == "cross-encoder":
+            from adapters.providers.cross_encoder import OnnxCrossEncoder
+
+            if s.cross_encoder_dir is None:
+                raise ConfigError("SUPPORTBOT_RERANKER=cross-encoder needs SUPPORTBOT_CROSS_ENCODER_DIR")
+            return OnnxCrossEncoder(s.cross_encoder_dir)  # type: ignore[no-any-return]
+        from adapters.providers.cohere_provider import CohereReranker, cohere_client
+
+        key = _secret(s.cohere_api_key)
+        if not key:
+            raise ConfigError("SUPPORTBOT_RERANKER=cohere needs COHERE_API_KEY")
+        return CohereReranker(  # type: ignore[no-any-return]
+            cohere_client(key, s.cohere_base_url, s.provider_timeout_s), model=s.cohere_rerank_model
+        )
+
+    @cached_property
+    def document_store(self) -> DocumentStore:
+        from adapters.providers.sql_store import SqlDocumentStore
+
+        return SqlDocumentStore(self.settings.sqlalchemy_url)
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        config = replace(RetrievalConfig(), candidates=self.settings.candidates)
+        return Retriever(self.embedder, self.index, self.reranker, config)
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        s = self.settings
+        return Ingestor(
+            self.embedder, self.index, self.document_store, chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap
+        )
+
+
+def build(settings: Settings | None = None) -> Services:
+    """Services for these settings (read from the environment and .env when not given)."""
+    return Services(settings or Settings())

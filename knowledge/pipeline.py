@@ -1,0 +1,189 @@
+"""Ingest: documents → chunks → vectors → index, idempotent, versioned and reversible.
+
+- A document whose content hash and embedder are unchanged costs no embedding.
+- A changed document replaces its chunks in one ``ChunkIndex.replace`` (atomic per document).
+- With ``full_sync`` the documents of the source that were not seen are removed.
+- Every ingest is a run; ``rollback`` restores the versions from before the last run.
+- One bad document never stops the batch: it is reported with its reason.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bot.errors import SourceError
+from bot.ports import ChunkIndex, DocumentState, DocumentStore, Embedder, Matrix
+from bot.types import Chunk, Document, IngestReport
+from knowledge.chunking import chunk_document
+
+Progress = Callable[[str, str], None]
+"""Called with (document id or path, outcome) after each document."""
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """What is embedded for a chunk: its title and heading path as context, then the text."""
+    context = chunk.context
+    return f"{context}\n{chunk.text}" if context else chunk.text
+
+
+@dataclass
+class _Pending:
+    doc: Document
+    chunks: list[Chunk]
+    state: DocumentState
+    outcome: str  # "added" | "changed"
+
+
+@dataclass
+class _Tally:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    embedded: int = 0
+
+    def report(self) -> IngestReport:
+        return IngestReport(
+            tuple(self.added),
+            tuple(self.changed),
+            tuple(self.unchanged),
+            tuple(self.removed),
+            tuple(self.failed),
+            self.embedded,
+        )
+
+
+class Ingestor:
+    """Runs ingests into one index with one embedder, recording versions in a DocumentStore."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        index: ChunkIndex,
+        store: DocumentStore,
+        *,
+        chunk_size: int = 100,
+        chunk_overlap: int = 20,
+        batch_chunks: int = 256,
+    ) -> None:
+        self.embedder = embedder
+        self.index = index
+        self.store = store
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self.batch_chunks = batch_chunks
+
+    def ingest(
+        self,
+        items: Iterable[Document | SourceError],
+        *,
+        source: str,
+        full_sync: bool = False,
+        progress: Progress | None = None,
+        run_id: str | None = None,
+    ) -> IngestReport:
+        """Ingest documents (and report loader errors) for ``source``; see the module docstring."""
+        run_id = run_id or uuid.uuid4().hex
+        self.store.start_run(run_id, source)
+        known = self.store.states(source)
+        seen: set[str] = set()
+        failed_paths: set[str] = set()
+        tally = _Tally()
+        pending: list[_Pending] = []
+        pending_chunks = 0
+        note = progress or (lambda _doc, _outcome: None)
+
+        for item in items:
+            if isinstance(item, SourceError):
+                tally.failed.append((item.path, item.reason))
+                failed_paths.add(item.path)
+                note(item.path, f"failed: {item.reason}")
+                continue
+            doc = item
+            if doc.id in seen:
+                continue
+            seen.add(doc.id)
+            state = known.get(doc.id)
+            if (
+                state is not None
+                and not state.deleted
+                and state.content_hash == doc.content_hash
+                and state.embedder == self.embedder.name
+            ):
+                tally.unchanged.append(doc.id)
+                note(doc.id, "unchanged")
+                continue
+            chunks = chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap)
+            version = 1 if state is None else state.version + 1
+            new_state = DocumentState(doc.id, source, doc.content_hash, self.embedder.name, version)
+            outcome = "added" if state is None or state.deleted else "changed"
+            pending.append(_Pending(doc, chunks, new_state, outcome))
+            pending_chunks += len(chunks)
+            if pending_chunks >= self.batch_chunks:
+                self._flush(pending, tally, run_id, note)
+                pending, pending_chunks = [], 0
+        self._flush(pending, tally, run_id, note)
+
+        if full_sync:
+            # A document that failed to load this time is kept, not removed: a transient
+            # read error must not delete knowledge.
+            gone = [
+                d for d, s in known.items() if d not in seen and not s.deleted and not _failed(d, failed_paths)
+            ]
+            for doc_id in gone:
+                self.remove(doc_id, source, run_id)
+                tally.removed.append(doc_id)
+                note(doc_id, "removed")
+        report = tally.report()
+        self.store.finish_run(run_id, report.summary())
+        return report
+
+    def remove(self, doc_id: str, source: str, run_id: str) -> None:
+        """Remove one document from the index, keeping its last version for rollback."""
+        state = self.store.states(source).get(doc_id)
+        version = 1 if state is None else state.version + 1
+        self.index.delete([doc_id])
+        self.store.record(
+            DocumentState(doc_id, source, "", self.embedder.name, version, deleted=True),
+            (),
+            np.zeros((0, 0), dtype=np.float32),
+            run_id,
+        )
+
+    def _flush(self, pending: list[_Pending], tally: _Tally, run_id: str, note: Progress) -> None:
+        if not pending:
+            return
+
+        texts = [embedding_text(c) for p in pending for c in p.chunks]
+        vectors: Matrix = self.embedder.embed_documents(texts)
+        tally.embedded += len(texts)
+        start = 0
+        for p in pending:
+            mine = vectors[start : start + len(p.chunks)]
+            start += len(p.chunks)
+            self.index.replace(p.doc.id, p.chunks, mine)
+            self.store.record(p.state, p.chunks, mine, run_id)
+            (tally.added if p.outcome == "added" else tally.changed).append(p.doc.id)
+            note(p.doc.id, p.outcome)
+
+    def rollback(self, run_id: str | None = None) -> list[str]:
+        """Undo an ingest run (default: the last one); returns the documents restored."""
+        run_id = run_id or self.store.last_run()
+        if run_id is None:
+            return []
+        restored = self.store.rollback_run(run_id)
+        for doc_id, version in restored:
+            if version is None or version.state.deleted or not version.chunks:
+                self.index.delete([doc_id])
+            else:
+                self.index.replace(doc_id, version.chunks, version.vectors)
+        return [doc_id for doc_id, _ in restored]
+
+
+def _failed(doc_id: str, failed_paths: set[str]) -> bool:
+    return any(doc_id.endswith(path) or path.endswith(doc_id.split(":", 1)[-1]) for path in failed_paths)
