@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from adapters.factory import Services, build
 from adapters.settings import Settings
 from bot.errors import SupportbotError
-from bot.types import UNRESTRICTED, SearchFilters
+from bot.types import UNRESTRICTED, Answer, Decision, Question, SearchFilters, Turn
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Answers support questions from your own knowledge.")
 eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval and answers on a BEIR-format dataset.")
@@ -111,6 +111,90 @@ def search(
         out.print(f"   {text}", highlight=False)
 
 
+def _print_answer(answer: Answer) -> None:
+    style = "green" if answer.decision == Decision.ANSWERED else "yellow"
+    out.print(answer.text, style=style, highlight=False)
+    if answer.note:
+        out.print(f"({answer.note})", style="dim")
+    for c in answer.citations:
+        where = " > ".join(x for x in (c.title, *c.heading_path) if x) or c.doc_id
+        age = f", updated {c.updated_at:%Y-%m-%d}" if c.updated_at else ""
+        out.print(f"  [{c.number}] {where} — {c.url}{age}", highlight=False)
+
+
+@app.command()
+def ask(
+    question: str,
+    groups: Annotated[str, typer.Option(help="Ask as a viewer with these access groups")] = "public",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole Answer as JSON")] = False,
+) -> None:
+    """Answer a question from the knowledge base, with numbered sources (or decline)."""
+    from bot.serialize import answer_to_dict
+
+    services = _services()
+    q = Question(text=question, asker="cli", groups=frozenset(g for g in groups.split(",") if g))
+    answer = services.answers.answer(q)
+    if as_json:
+        sys.stdout.write(json.dumps(answer_to_dict(answer)) + "\n")
+    else:
+        _print_answer(answer)
+
+
+@app.command()
+def chat() -> None:
+    """An interactive prompt: ask questions, follow-ups carry the conversation's topic."""
+    services = _services()
+    history: list[Turn] = []
+    out.print("Ask a question (empty line or Ctrl-D to quit).", style="dim")
+    while True:
+        try:
+            text = input("? ").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not text:
+            break
+        answer = services.answers.answer(Question(text=text, asker="cli", history=tuple(history)))
+        _print_answer(answer)
+        history += [Turn("user", text), Turn("assistant", answer.text)]
+
+
+def _build_eval_services(dataset: Path, tmp: str) -> Services:
+    for needed in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+        if not (dataset / needed).is_file():
+            err.print(f"[red]error:[/red] {dataset} has no {needed}")
+            raise typer.Exit(2)
+    services = _services(data_dir=Path(tmp), database_url=f"sqlite:///{tmp}/eval.db")
+    err.print(f"building a temporary index from {dataset / 'corpus.jsonl'} …")
+    from knowledge.loaders import iter_documents
+
+    t0 = time.perf_counter()
+    report = services.ingestor.ingest(
+        iter_documents([dataset / "corpus.jsonl"], source="eval", max_bytes=1 << 31), source="eval"
+    )
+    err.print(f"{report.summary()} in {time.perf_counter() - t0:.1f}s; {services.index.count()} chunks")
+    return services
+
+
+@eval_app.command("answers")
+def eval_answers(
+    dataset: Annotated[Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+) -> None:
+    """Build a fresh index from a BEIR folder, ask every query (with its history), measure the answers."""
+    from bot.evaluation import answer_figures, load_queries
+
+    with tempfile.TemporaryDirectory(prefix="supportbot-eval-") as tmp:
+        services = _build_eval_services(dataset, tmp)
+        services.answer_store.engine  # migrate before timing  # noqa: B018
+        services.decline_policy()
+        figures = answer_figures(services.answers, load_queries(dataset))
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+    else:
+        for key, value in figures.items():
+            out.print(f"{key:>20}  {value}")
+
+
 @eval_app.command("retrieval")
 def eval_retrieval(
     dataset: Annotated[Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv")],
@@ -119,20 +203,8 @@ def eval_retrieval(
     """Build a fresh temporary index from a BEIR folder and measure retrieval."""
     from bot.evaluation import doc_ranking, load_queries, mrr_at, ndcg_at, percentile, recall_at
 
-    for needed in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
-        if not (dataset / needed).is_file():
-            err.print(f"[red]error:[/red] {dataset} has no {needed}")
-            raise typer.Exit(2)
     with tempfile.TemporaryDirectory(prefix="supportbot-eval-") as tmp:
-        services = _services(data_dir=Path(tmp), database_url=f"sqlite:///{tmp}/eval.db")
-        err.print(f"building a temporary index from {dataset / 'corpus.jsonl'} …")
-        from knowledge.loaders import iter_documents
-
-        t0 = time.perf_counter()
-        report = services.ingestor.ingest(
-            iter_documents([dataset / "corpus.jsonl"], source="eval", max_bytes=1 << 31), source="eval"
-        )
-        err.print(f"{report.summary()} in {time.perf_counter() - t0:.1f}s; {services.index.count()} chunks")
+        services = _build_eval_services(dataset, tmp)
         queries = [q for q in load_queries(dataset) if q.relevant]
         ndcg, r10, r50, mrr, times = [], [], [], [], []
         for q in queries:

@@ -59,6 +59,7 @@ def make_engine(url: str) -> sa.Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
         return engine
@@ -80,3 +81,30 @@ def migrate(engine: sa.Engine) -> None:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
         _migrated.add(key)
+
+answers = sa.Table(
+    "answers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("asker", sa.String(256), nullable=False),
+    sa.Column("platform", sa.String(16), nullable=False),
+    sa.Column("conversation", sa.String(256), nullable=False),
+    sa.Column("thread", sa.String(256), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False, index=True),
+    sa.Column("confidence", sa.Float, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # JSON: question, citations, trace, note
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("answer_id", sa.String(64), sa.ForeignKey("answers.id"), primary_key=True),
+    sa.Column("user", sa.String(256), primary_key=True),
+    sa.Column("platform", sa.String(16), nullable=False),
+    sa.Column("vote", sa.String(8), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)

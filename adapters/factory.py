@@ -12,8 +12,10 @@ from functools import cached_property
 from pathlib import Path
 
 from adapters.settings import Settings
+from bot.answering import AnswerService, DeclinePolicy
 from bot.errors import ConfigError
-from bot.ports import ChunkIndex, DocumentStore, Embedder, Reranker
+from bot.extractive import ExtractiveGenerator
+from bot.ports import AnswerStore, ChunkIndex, DocumentStore, Embedder, Generator, Reranker
 from bot.retrieval import RetrievalConfig, Retriever
 from knowledge.pipeline import Ingestor
 
@@ -103,6 +105,50 @@ class Services:
         from adapters.providers.sql_store import SqlDocumentStore
 
         return SqlDocumentStore(self.settings.sqlalchemy_url)
+
+    @cached_property
+    def answer_store(self) -> AnswerStore:
+        from adapters.providers.sql_store import SqlAnswerStore
+
+        return SqlAnswerStore(self.settings.sqlalchemy_url)
+
+    @cached_property
+    def generator(self) -> Generator:
+        s = self.settings
+        if s.generator == "extractive":
+            return ExtractiveGenerator()
+        if s.generator == "openai":
+            from adapters.providers.openai_provider import OpenAIGenerator, openai_client
+
+            key = _secret(s.openai_api_key)
+            if not key and not s.openai_base_url:
+                raise ConfigError("SUPPORTBOT_GENERATOR=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL)")
+            return OpenAIGenerator(  # type: ignore[no-any-return]
+                openai_client(key or "unused", s.openai_base_url, s.provider_timeout_s), model=s.openai_model
+            )
+        from adapters.providers.llama_cpp_generator import LlamaCppGenerator
+
+        if s.gguf_path is None:
+            raise ConfigError("SUPPORTBOT_GENERATOR=llama-cpp needs SUPPORTBOT_GGUF_PATH")
+        return LlamaCppGenerator(s.gguf_path)  # type: ignore[no-any-return]
+
+    @cached_property
+    def answers(self) -> AnswerService:
+        fallback = None if isinstance(self.generator, ExtractiveGenerator) else ExtractiveGenerator()
+        return AnswerService(
+            self.retriever,
+            self.generator,
+            self.answer_store,
+            policy=self.decline_policy,
+            fallback=fallback,
+            k=self.settings.top_k,
+        )
+
+    def decline_policy(self) -> DeclinePolicy:
+        """The policy calibrated for this knowledge base (recomputed when the index changes)."""
+        from bot.calibration import load_or_calibrate
+
+        return load_or_calibrate(self.data_dir / "calibration.json", self.retriever)
 
     @cached_property
     def retriever(self) -> Retriever:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.types import ScoredChunk
+from bot.answering import AnswerService
+from bot.types import Decision, Question, ScoredChunk, Turn
 
 
 @dataclass(frozen=True)
@@ -71,3 +73,41 @@ def percentile(values: Sequence[float], q: float) -> float:
     pos = (len(ordered) - 1) * q
     lo, hi = math.floor(pos), math.ceil(pos)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def answer_figures(service: AnswerService, queries: Sequence[EvalQuery]) -> dict[str, float | int]:
+    """Ask every query (with its history) and measure answers and declines.
+
+    A query with relevant documents is answerable, one without is not. Citation precision
+    is the share of all citations (in answered replies) that point at a relevant document.
+    """
+    answered = declined = cited_relevant = citations = relevant_citations = 0
+    answerable = unanswerable = 0
+    times: list[float] = []
+    for q in queries:
+        question = Question(text=q.text, asker="eval", history=tuple(Turn(s, t) for s, t in q.history))
+        t = time.perf_counter()
+        answer = service.answer(question)
+        times.append((time.perf_counter() - t) * 1000)
+        is_answer = answer.decision == Decision.ANSWERED
+        if q.relevant:
+            answerable += 1
+            answered += is_answer
+            if is_answer and any(c.doc_id in q.relevant for c in answer.citations):
+                cited_relevant += 1
+        else:
+            unanswerable += 1
+            declined += not is_answer
+        if is_answer and q.relevant:
+            citations += len(answer.citations)
+            relevant_citations += sum(c.doc_id in q.relevant for c in answer.citations)
+    return {
+        "answered_rate": round(answered / answerable, 4) if answerable else 0.0,
+        "declined_rate": round(declined / unanswerable, 4) if unanswerable else 0.0,
+        "citation_precision": round(relevant_citations / citations, 4) if citations else 0.0,
+        "cited_relevant_rate": round(cited_relevant / answerable, 4) if answerable else 0.0,
+        "answerable": answerable,
+        "unanswerable": unanswerable,
+        "p50_ms": round(percentile(times, 0.5), 2),
+        "p95_ms": round(percentile(times, 0.95), 2),
+    }

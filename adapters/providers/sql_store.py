@@ -1,4 +1,4 @@
-"""SQLAlchemy stores: document versions for idempotent, reversible ingests (DocumentStore)."""
+"""SQLAlchemy stores: document versions (DocumentStore) and answers with feedback (AnswerStore)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 import numpy as np
 import sqlalchemy as sa
 
-from adapters.db import doc_versions, ingest_runs, make_engine, migrate
-from bot.errors import ProviderUnavailable
+from adapters.db import answers, doc_versions, feedback, ingest_runs, make_engine, migrate
+from bot.errors import ProviderRejected, ProviderUnavailable
 from bot.ports import DocumentState, Matrix, StoredVersion
-from bot.types import Chunk, chunk_from_dict, chunk_to_dict
+from bot.serialize import answer_from_dict, answer_to_dict
+from bot.types import Answer, Chunk, Feedback, Platform, Vote, chunk_from_dict, chunk_to_dict
 
 KEEP_VERSIONS = 2  # the current one and the one before it
 
@@ -142,3 +143,70 @@ def _stored(row: sa.Row) -> StoredVersion:  # type: ignore[type-arg]
         np.frombuffer(row.vectors, dtype=np.float32).reshape(-1, dim) if dim else np.zeros((0, 0), np.float32)
     )
     return StoredVersion(state, chunks, vectors)
+
+
+class SqlAnswerStore:
+    """AnswerStore on any SQLAlchemy database: answers with traces, and one vote per user per answer."""
+
+    def __init__(self, url: str) -> None:
+        self._docs = SqlDocumentStore(url)  # shares the engine setup and migrations
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self._docs.engine
+
+    def save_answer(self, answer: Answer) -> None:
+        payload = json.dumps(answer_to_dict(answer))
+        q = answer.question
+        values = dict(
+            created_at=answer.created_at or datetime.now(UTC),
+            question=q.text,
+            asker=q.asker,
+            platform=q.platform.value,
+            conversation=q.conversation,
+            thread=q.thread,
+            decision=answer.decision.value,
+            confidence=answer.confidence,
+            text=answer.text,
+            payload=payload,
+        )
+        try:
+            with self.engine.begin() as conn:
+                exists = conn.execute(sa.select(answers.c.id).where(answers.c.id == answer.id)).first()
+                if exists:
+                    conn.execute(sa.update(answers).where(answers.c.id == answer.id).values(**values))
+                else:
+                    conn.execute(sa.insert(answers).values(id=answer.id, **values))
+        except sa.exc.OperationalError as exc:
+            raise ProviderUnavailable(f"database unavailable: {type(exc.orig).__name__}") from None
+
+    def get_answer(self, answer_id: str) -> Answer | None:
+        with self.engine.connect() as conn:
+            payload = conn.execute(sa.select(answers.c.payload).where(answers.c.id == answer_id)).scalar()
+        return None if payload is None else answer_from_dict(json.loads(payload))
+
+    def save_feedback(self, fb: Feedback) -> None:
+        values = dict(
+            platform=fb.platform.value,
+            vote=fb.vote.value,
+            comment=fb.comment,
+            created_at=fb.created_at or datetime.now(UTC),
+        )
+        try:
+            with self.engine.begin() as conn:
+                where = sa.and_(feedback.c.answer_id == fb.answer_id, feedback.c.user == fb.user)
+                if conn.execute(sa.select(feedback.c.user).where(where)).first():
+                    conn.execute(sa.update(feedback).where(where).values(**values))
+                else:
+                    conn.execute(sa.insert(feedback).values(answer_id=fb.answer_id, user=fb.user, **values))
+        except sa.exc.IntegrityError:
+            raise ProviderRejected(f"no stored answer {fb.answer_id!r} to attach the vote to") from None
+        except sa.exc.OperationalError as exc:
+            raise ProviderUnavailable(f"database unavailable: {type(exc.orig).__name__}") from None
+
+    def feedback_for(self, answer_id: str) -> list[Feedback]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(feedback).where(feedback.c.answer_id == answer_id)).all()
+        return [
+            Feedback(r.answer_id, r.user, Platform(r.platform), Vote(r.vote), r.comment, r.created_at) for r in rows
+        ]

@@ -1,0 +1,258 @@
+"""The answer service: Question → retrieval → generation → citation check → Answer (or a decline).
+
+Flow: the question is rewritten into a standalone query using the thread's earlier turns;
+hybrid retrieval runs with the asker's access groups as the filter (inside the index,
+before ranking); the decline policy looks at the retrieval scores; the generator writes a
+reply citing [n]; citations to numbers that were not given are dropped, and a reply with
+no valid citation left is declined; the support check asks whether the cited sentences
+contain the question's key terms. Every Answer and its trace is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from bot.errors import ProviderError
+from bot.ports import AnswerStore, Generation, GenerationRequest, Generator
+from bot.prompt import PROMPT_VERSION, is_not_found
+from bot.retrieval import Retrieval, Retriever
+from bot.rewrite import standalone_query
+from bot.types import (
+    Answer,
+    Citation,
+    Decision,
+    Feedback,
+    Question,
+    ScoredChunk,
+    SearchFilters,
+    Trace,
+    TracePassage,
+)
+from knowledge.text import content_words
+
+log = logging.getLogger(__name__)
+
+_CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+DECLINE_TEXT = "I couldn't find this in the knowledge base, so I won't guess."
+
+
+@dataclass(frozen=True)
+class DeclinePolicy:
+    """When to decline instead of answering. Calibrated per knowledge base (bot/calibration.py).
+
+    ``min_dense``: the best passage's cosine must reach this. ``min_support``: the share
+    of the question's key terms (rarity-weighted) found in the passages the answer cites.
+    ``related_dense``: a passage this close is listed as a "closest source" in a decline.
+    """
+
+    min_dense: float = 0.30
+    min_support: float = 0.45
+    related_dense: float = 0.40
+
+
+@dataclass(frozen=True)
+class CheckedText:
+    text: str
+    numbers: tuple[int, ...]  # the passage numbers (1-based, as given) cited, in order of first use
+
+
+def check_citations(text: str, given: int) -> CheckedText:
+    """Drop citations to numbers that were not given; renumber the rest 1..m by first use."""
+    order: list[int] = []
+
+    def renumber(match: re.Match[str]) -> str:
+        kept: list[str] = []
+        for raw in match.group(1).split(","):
+            n = int(raw)
+            if 1 <= n <= given:
+                if n not in order:
+                    order.append(n)
+                kept.append(f"[{order.index(n) + 1}]")
+        return "".join(kept)
+
+    cleaned = _CITE.sub(renumber, text)
+    cleaned = re.sub(r"[ \t]+([.,;:])", r"\1", cleaned)
+    return CheckedText(re.sub(r"[ \t]{2,}", " ", cleaned).strip(), tuple(order))
+
+
+def support(question: str, texts: Sequence[str]) -> float:
+    """Share of the question's content words (each counted once) found in ``texts``."""
+    from bot.extractive import stem
+
+    terms = {stem(w) for w in content_words(question)}
+    if not terms:
+        return 0.0
+    found = {stem(w) for t in texts for w in content_words(t)}
+    return len(terms & found) / len(terms)
+
+
+def _trace_passages(hits: Sequence[ScoredChunk]) -> tuple[TracePassage, ...]:
+    return tuple(
+        TracePassage(h.chunk.id, h.chunk.doc_id, h.chunk.title, dict(h.scores), h.chunk.access) for h in hits
+    )
+
+
+def _citation(number: int, hit: ScoredChunk) -> Citation:
+    c = hit.chunk
+    snippet = c.text if len(c.text) <= 300 else c.text[:297] + "…"
+    return Citation(number, c.id, c.doc_id, c.title, c.heading_path, c.url, c.updated_at, snippet)
+
+
+class AnswerService:
+    """Answers Questions from the knowledge base, with citations, or declines."""
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        generator: Generator,
+        store: AnswerStore | None = None,
+        *,
+        policy: DeclinePolicy | Callable[[], DeclinePolicy] | None = None,
+        fallback: Generator | None = None,
+        k: int = 6,
+    ) -> None:
+        self.retriever = retriever
+        self.generator = generator
+        self.store = store
+        self._policy = policy or DeclinePolicy()
+        self.fallback = fallback
+        self.k = k
+
+    @property
+    def policy(self) -> DeclinePolicy:
+        return self._policy() if callable(self._policy) else self._policy
+
+    # -- public API ------------------------------------------------------------------------------
+    def answer(self, question: Question) -> Answer:
+        """The Answer to ``question`` (stored before it is returned)."""
+        answer: Answer | None = None
+        for event in self.stream(question):
+            if isinstance(event, Answer):
+                answer = event
+        assert answer is not None
+        return answer
+
+    def stream(self, question: Question) -> Iterator[str | Answer]:
+        """Text deltas as the generator writes them, then the final, checked Answer.
+
+        The final Answer is authoritative: it may differ from the streamed text (invalid
+        citations dropped) or decline (no valid citation, not supported).
+        """
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        query = standalone_query(question.text, question.history)
+        filters = SearchFilters(groups=frozenset(question.groups))
+        retrieval = self.retriever.search(query, self.k, filters)
+        timings["retrieve"] = (time.perf_counter() - started) * 1000
+        policy = self.policy
+        passages = retrieval.passages
+        top_dense = max((p.scores.get("dense", 0.0) for p in passages), default=0.0)
+        note = ""
+        generation: Generation | None = None
+        generator_name = self.generator.name
+        if passages and top_dense >= policy.min_dense:
+            request = GenerationRequest(question.text, passages, question.history)
+            t = time.perf_counter()
+            try:
+                pieces: list[str] = []
+                for delta in self.generator.stream(request):
+                    pieces.append(delta)
+                    yield delta
+                text = "".join(pieces)
+                generation = Generation(text, not_found=is_not_found(text), model=self.generator.name)
+            except ProviderError as exc:
+                if self.fallback is None:
+                    raise
+                log.warning("generator %s failed (%s); using %s", self.generator.name, exc, self.fallback.name)
+                generation = self.fallback.generate(request)
+                generator_name = self.fallback.name
+                note = f"{self.generator.name} was unavailable, so this answer was extracted from the sources."
+            timings["generate"] = (time.perf_counter() - t) * 1000
+        answer = self._finish(question, query, retrieval, generation, policy, top_dense, generator_name, note)
+        timings["total"] = (time.perf_counter() - started) * 1000
+        trace = answer.trace
+        assert trace is not None
+        answer = replace(answer, trace=replace(trace, timings_ms={**retrieval.timings_ms, **timings}))
+        self._save(answer)
+        yield answer
+
+    def record_feedback(self, feedback: Feedback) -> None:
+        """Store a vote (one per user per answer; a later vote replaces the earlier)."""
+        if self.store is None:
+            return
+        self.store.save_feedback(feedback)
+
+    def get_answer(self, answer_id: str) -> Answer | None:
+        return None if self.store is None else self.store.get_answer(answer_id)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _finish(
+        self,
+        question: Question,
+        query: str,
+        retrieval: Retrieval,
+        generation: Generation | None,
+        policy: DeclinePolicy,
+        top_dense: float,
+        generator_name: str,
+        note: str,
+    ) -> Answer:
+        passages = retrieval.passages
+        trace = Trace(
+            query=query,
+            retrieved=_trace_passages(retrieval.dense[:20]) + _trace_passages(retrieval.keyword[:20]),
+            reranked=_trace_passages(passages),
+            embedder=getattr(self.retriever.embedder, "name", ""),
+            reranker="none" if self.retriever.reranker is None else self.retriever.reranker.name,
+            generator=generator_name,
+            prompt_version=PROMPT_VERSION,
+        )
+        base = Answer(
+            id=uuid.uuid4().hex,
+            question=question,
+            text="",
+            decision=Decision.DECLINED,
+            confidence=0.0,
+            trace=trace,
+            created_at=datetime.now(UTC),
+            note=note,
+        )
+        if generation is not None and not generation.not_found:
+            checked = check_citations(generation.text, len(passages))
+            cited = [passages[n - 1] for n in checked.numbers]
+            supported = support(query, [c.chunk.text + " " + c.chunk.context for c in cited])
+            if cited and supported >= policy.min_support:
+                confidence = round(min(1.0, 0.5 * supported + 0.5 * min(1.0, top_dense / 0.8)), 3)
+                return replace(
+                    base,
+                    text=checked.text,
+                    decision=Decision.ANSWERED,
+                    confidence=confidence,
+                    citations=tuple(_citation(i + 1, hit) for i, hit in enumerate(cited)),
+                )
+        closest = [p for p in passages if p.scores.get("dense", 0.0) >= policy.related_dense][:3]
+        text = DECLINE_TEXT
+        if closest:
+            text += " These sources look related:"
+        return replace(
+            base,
+            text=text,
+            confidence=round(max(0.0, top_dense), 3),
+            citations=tuple(_citation(i + 1, hit) for i, hit in enumerate(closest)),
+        )
+
+    def _save(self, answer: Answer) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.save_answer(answer)
+        except ProviderError as exc:
+            # The answer still goes out; losing its log entry is better than losing the reply.
+            log.error("could not store answer %s: %s", answer.id, exc)
