@@ -233,6 +233,33 @@ def eval_retrieval(
             out.print(f"{key:>10}  {value}")
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: SUPPORTBOT_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: SUPPORTBOT_PORT)")] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the chat page in a browser")] = False,
+) -> None:
+    """Run the web server: Slack HTTP events, the Teams endpoint and the web pages."""
+    import logging
+
+    import uvicorn
+
+    from adapters.web.app import create_app
+
+    services = _services()
+    logging.basicConfig(level=services.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    bind, number = host or services.settings.host, port or services.settings.port
+    if open_browser:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.5, lambda: webbrowser.open(f"http://{bind}:{number}/")).start()
+    uvicorn.run(create_app(services), host=bind, port=number, log_level=services.settings.log_level.lower())
+
+
+# -- commands added by the chat adapters and the workers go below this line --
+
+
 def main() -> None:
     app()
 

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from adapters.settings import Settings
+from bot.access import AccessResolver
 from bot.answering import AnswerService, DeclinePolicy
 from bot.errors import ConfigError
 from bot.extractive import ExtractiveGenerator
@@ -149,6 +150,14 @@ class Services:
         from bot.calibration import load_or_calibrate
 
         return load_or_calibrate(self.data_dir / "calibration.json", self.retriever)
+
+    @cached_property
+    def access(self) -> AccessResolver:
+        s = self.settings
+        return AccessResolver(
+            {k: frozenset(v) for k, v in s.access_channel_groups.items()},
+            {k: frozenset(v) for k, v in s.access_user_groups.items()},
+        )
 
     @cached_property
     def retriever(self) -> Retriever:

@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     fetch_max_mb: float = Field(default=20.0, gt=0)
     fetch_timeout_s: float = Field(default=20.0, gt=0)
 
+    # --- access ------------------------------------------------------------------------------
+    # JSON objects: {"slack:C0123": ["staff"], "teams:*": []} and {"slack:U0123": ["staff", "hr"]}
+    access_channel_groups: dict[str, list[str]] = {}
+    access_user_groups: dict[str, list[str]] = {}
+
     # --- web ---------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

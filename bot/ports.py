@@ -137,15 +137,39 @@ class AnswerStore(Protocol):
     def feedback_for(self, answer_id: str) -> list[Feedback]: ...
 
 
+@dataclass(frozen=True)
+class JobStatus:
+    """Progress of one background job, readable by the CLI, the chat adapters and the web page.
+
+    ``state``: queued | running | done | failed. ``summary`` is the IngestReport summary
+    line when done; ``error`` the reason when failed (never a secret).
+    """
+
+    id: str
+    state: str
+    done: int = 0
+    total: int | None = None
+    current: str = ""
+    summary: str = ""
+    error: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed")
+
+
 @runtime_checkable
 class IngestQueue(Protocol):
     """Hands long ingest work to the workers (implemented with Celery by task name).
 
-    ``notify`` says where progress and the result go (a Slack response_url, a Teams
-    conversation reference id, ...); it is passed through untouched. Returns a job id.
+    ``notify`` is opaque context the caller wants back with the job (e.g. who asked and
+    where); it is stored with the job untouched. ``enqueue_ingest`` returns a job id at
+    once; ``status`` reads the job's progress (unknown ids give state "unknown").
     """
 
     def enqueue_ingest(self, target: str, requested_by: str, notify: Mapping[str, str]) -> str: ...
+
+    def status(self, job_id: str) -> JobStatus: ...
 
 
 @dataclass(frozen=True)
