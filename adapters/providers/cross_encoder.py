@@ -39,11 +39,15 @@ def _to_probabilities(logits: npt.NDArray[Any], batch: int) -> npt.NDArray[np.fl
     if out.ndim == 2 and out.shape[1] == 1:
         out = out[:, 0]
     if out.ndim == 1 and out.shape[0] == batch:
-        return 1.0 / (1.0 + np.exp(-out))
+        logistic: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-out))
+        return logistic
     if out.ndim == 2 and out.shape == (batch, 2):
         shifted = np.exp(out - out.max(axis=1, keepdims=True))
-        return shifted[:, 1] / shifted.sum(axis=1)
-    raise ConfigError(f"cross-encoder output has shape {out.shape}; expected ({batch}, 1), ({batch},) or ({batch}, 2)")
+        relevant: npt.NDArray[np.float64] = shifted[:, 1] / shifted.sum(axis=1)
+        return relevant
+    raise ConfigError(
+        f"cross-encoder output has shape {out.shape}; expected ({batch}, 1), ({batch},) or ({batch}, 2)"
+    )
 
 
 class OnnxCrossEncoder:
@@ -73,7 +77,9 @@ class OnnxCrossEncoder:
 
     def _load(self) -> None:
         if self._model_dir is None:
-            raise ConfigError("the cross-encoder reranker needs SUPPORTBOT_CROSS_ENCODER_DIR (model.onnx + tokenizer.json)")
+            raise ConfigError(
+                "the cross-encoder reranker needs SUPPORTBOT_CROSS_ENCODER_DIR (model.onnx + tokenizer.json)"
+            )
         model, tokenizer_file = self._model_dir / MODEL_FILE, self._model_dir / TOKENIZER_FILE
         for needed in (model, tokenizer_file):
             if not needed.is_file():

@@ -60,7 +60,9 @@ class LlamaCppGenerator:
                         f"the llama-cpp generator needs llama-cpp-python, an optional extra: {INSTALL_HINT}"
                     ) from exc
                 if self._model_path is None:
-                    raise ConfigError("the llama-cpp generator needs SUPPORTBOT_GGUF_PATH (a .gguf model file)")
+                    raise ConfigError(
+                        "the llama-cpp generator needs SUPPORTBOT_GGUF_PATH (a .gguf model file)"
+                    )
                 if not self._model_path.is_file():
                     raise ConfigError(f"the .gguf model {self._model_path} does not exist")
                 try:
