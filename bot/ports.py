@@ -31,7 +31,11 @@ class Embedder(Protocol):
     """
 
     name: str
-    dimension: int
+
+    @property
+    def dimension(self) -> int:
+        """The length of every vector."""
+        ...
 
     def embed_documents(self, texts: Sequence[str]) -> Matrix:
         """Shape (len(texts), dimension); an empty input gives shape (0, dimension)."""

@@ -16,8 +16,10 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from bot.ports import Matrix, Vector
 from bot.types import Chunk, ScoredChunk, SearchFilters
@@ -278,7 +280,8 @@ class LocalIndex:
             if self._n == 0 or k <= 0:
                 return []
             mask = self._mask(filters)
-            scores = self._matrix[: self._n] @ np.asarray(vector, dtype=np.float32)
+            with _blas_single_thread():
+                scores = self._matrix[: self._n] @ np.asarray(vector, dtype=np.float32)
             scores = np.where(mask, scores, -np.inf)
             valid = int(np.count_nonzero(mask))
             if valid == 0:
@@ -342,6 +345,18 @@ class LocalIndex:
                 "SELECT id FROM chunks WHERE doc_id = ? ORDER BY ordinal", (doc_id,)
             )
         ]
+
+
+_controller: ThreadpoolController | None = None
+
+
+def _blas_single_thread() -> Any:
+    """One BLAS thread for the matrix-vector product: it is memory-bound, and idle BLAS threads
+    spinning against the embedder's threads on a small machine cost more than they give."""
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
 
 
 def _token(kind: str, value: str) -> str:

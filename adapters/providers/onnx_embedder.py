@@ -90,6 +90,9 @@ class OnnxEmbedder:
         if self._threads:
             options.intra_op_num_threads = self._threads
         options.log_severity_level = 3
+        # Without this, idle ORT threads spin for a while after each run and steal the cores
+        # the index's matrix product needs right after the query is embedded.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         self._input_names = {i.name for i in session.get_inputs()}
         self._tokenizer, self._session = tokenizer, session

@@ -1,0 +1,133 @@
+"""Search latency at 10k and 100k chunks, ingest throughput, and unchanged re-ingest speed.
+
+    python bench/latency.py [--json] [--sizes 10000,100000]
+
+Search: the full offline path (query embedding, dense + keyword, fusion) through
+``Retriever.search`` with the public access filter, over queries from ../shared/evaldata.
+The large indexes are filled with real passages from the evaluation corpora, recombined
+into new texts, with real embeddings plus small noise (embedding 100k passages for real
+would take many minutes and measures the embedder, not the search).
+Ingest: the real pipeline (load → chunk → embed → index) over the evaluation corpora
+written out as Markdown files; re-ingest: the same files again, unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import EVALDATA, emit, log  # noqa: I001
+
+from adapters.factory import Services
+from adapters.settings import Settings
+from bot.evaluation import percentile
+from bot.types import Chunk, SearchFilters
+from knowledge.loaders import iter_documents
+
+
+def corpus_texts() -> list[tuple[str, str]]:
+    out = []
+    for name in ("emanual_tv", "stackfaq", "mtrag_cloud"):
+        for line in (EVALDATA / name / "corpus.jsonl").open():
+            d = json.loads(line)
+            out.append((d.get("title") or "", d["text"]))
+    return out
+
+
+def queries() -> list[str]:
+    qs = []
+    for name in ("emanual_tv", "stackfaq", "mtrag_cloud"):
+        qs += [json.loads(line)["text"] for line in (EVALDATA / name / "queries.jsonl").open()]
+    random.Random(7).shuffle(qs)
+    return qs
+
+
+def fill(services: Services, n: int, texts: list[tuple[str, str]], vectors: np.ndarray) -> None:
+    rng = np.random.default_rng(1)
+    rnd = random.Random(1)
+    per_doc = 20
+    for d in range(0, n, per_doc):
+        chunks, vecs = [], []
+        for i in range(min(per_doc, n - d)):
+            j = rnd.randrange(len(texts))
+            title, text = texts[j]
+            words = text.split()
+            start = rnd.randrange(max(1, len(words) - 80))
+            body = " ".join(words[start : start + 90])
+            chunks.append(
+                Chunk(f"b{d}#{i}", f"b{d}", i, body, title, (title,), f"https://example.com/b{d}", "bench", "h")
+            )
+            v = vectors[j] + rng.normal(0, 0.05, vectors.shape[1]).astype(np.float32)
+            vecs.append(v / np.linalg.norm(v))
+        services.index.replace(f"b{d}", chunks, np.stack(vecs))
+
+
+def search_latency(services: Services, qs: list[str], rounds: int) -> tuple[float, float]:
+    filters = SearchFilters()
+    for q in qs[:20]:
+        services.retriever.search(q, 8, filters)  # warm up
+    times = []
+    for q in qs[:rounds]:
+        t = time.perf_counter()
+        services.retriever.search(q, 8, filters)
+        times.append((time.perf_counter() - t) * 1000)
+    return percentile(times, 0.5), percentile(times, 0.95)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--queries", type=int, default=300)
+    args = parser.parse_args()
+    figures: dict[str, object] = {}
+    texts = corpus_texts()
+    qs = queries()
+
+    with tempfile.TemporaryDirectory(prefix="supportbot-bench-") as tmp:
+        # Ingest throughput: the real pipeline over the corpora as Markdown files.
+        folder = Path(tmp) / "docs"
+        folder.mkdir()
+        for i, (title, text) in enumerate(texts):
+            (folder / f"doc{i:05d}.md").write_text(f"# {title or 'Untitled'}\n\n{text}\n")
+        services = Services(Settings(data_dir=Path(tmp) / "ingest", _env_file=None))  # type: ignore[call-arg]
+        services.embedder.embed_query("warm up")
+        t = time.perf_counter()
+        report = services.ingestor.ingest(iter_documents([folder], source="b", max_bytes=1 << 24), source="b")
+        first = time.perf_counter() - t
+        chunks = services.index.count()
+        t = time.perf_counter()
+        again = services.ingestor.ingest(iter_documents([folder], source="b", max_bytes=1 << 24), source="b")
+        second = time.perf_counter() - t
+        assert again.chunks_embedded == 0, "unchanged re-ingest embedded chunks"
+        figures["ingest_docs"] = len(report.added)
+        figures["ingest_chunks"] = chunks
+        figures["ingest_s"] = round(first, 2)
+        figures["ingest_chunks_per_s"] = round(chunks / first, 1)
+        figures["reingest_s"] = round(second, 3)
+        figures["reingest_ratio"] = round(first / second, 1)
+        log(f"ingest: {chunks} chunks in {first:.1f}s; unchanged re-ingest {second:.2f}s")
+
+        sample = texts[:3000]
+        vectors = services.embedder.embed_documents([f"{t}\n{x}" for t, x in sample])
+        for size in (int(s) for s in args.sizes.split(",")):
+            label = f"{size // 1000}k"
+            svc = Services(Settings(data_dir=Path(tmp) / f"s{size}", _env_file=None))  # type: ignore[call-arg]
+            t = time.perf_counter()
+            fill(svc, size, sample, vectors)
+            log(f"filled {svc.index.count()} chunks in {time.perf_counter() - t:.0f}s")
+            p50, p95 = search_latency(svc, qs, args.queries)
+            figures[f"search_p50_ms_{label}"] = round(p50, 2)
+            figures[f"search_p95_ms_{label}"] = round(p95, 2)
+            log(f"search at {label}: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+    emit("latency", figures, args.json)
+
+
+if __name__ == "__main__":
+    main()
