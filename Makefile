@@ -17,7 +17,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/supportbot ingest README.md docs
-	$(BIN)/supportbot serve --open
+	$(BIN)/supportbot chat
 
 test: $(STAMP)
 	bash tests/run.sh
