@@ -1,0 +1,98 @@
+"""``POST /api/messages``: the Teams (Bot Framework) endpoint, as a FastAPI router.
+
+Translation only, like bolt's framework adapters: read the body and the Authorization
+header, authenticate through the gateway, run the turn, write the status. Invoke
+activities (votes, card actions) are answered inside the request because Teams shows their
+reply; everything else is acknowledged with 201 at once and handled in a background task,
+so a slow answer never holds the channel's HTTP request (Teams gives up after 15 s).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from adapters.factory import Services
+from adapters.teams.handler import TeamsBot
+from adapters.teams.protocol import ChannelGateway, ChannelUnavailable, Unauthorized
+
+log = logging.getLogger(__name__)
+
+
+def gateway_for(services: Services) -> ChannelGateway:
+    """The Bot Framework gateway configured from the settings (the one botbuilder import site)."""
+    from adapters.teams.botframework import BotFrameworkConfig, BotFrameworkGateway
+
+    s = services.settings
+    password = s.microsoft_app_password.get_secret_value() if s.microsoft_app_password else ""
+    return BotFrameworkGateway(
+        BotFrameworkConfig(
+            app_id=s.microsoft_app_id,
+            app_password=password,
+            tenant_id=s.microsoft_app_tenant_id,
+            app_type=s.microsoft_app_type,
+        )
+    )
+
+
+def bot_for(services: Services, gateway: ChannelGateway) -> TeamsBot:
+    """The Teams bot over the services. The ingest queue is ``services.ingest_queue``, looked
+    up at the first ``ingest`` (it needs Redis; without it ``ingest`` says it is unavailable)."""
+    return TeamsBot(
+        services.answers,
+        services.access,
+        gateway,
+        admins=services.settings.teams_admins,
+        ingest_queue=lambda: services.ingest_queue,
+    )
+
+
+def teams_router(
+    services: Services, *, gateway: ChannelGateway | None = None, bot: TeamsBot | None = None
+) -> APIRouter:
+    """The router serving ``POST /api/messages``; ``gateway`` and ``bot`` are injectable for tests."""
+    gateway = gateway or gateway_for(services)
+    bot = bot or bot_for(services, gateway)
+    if not gateway.auth_enabled:
+        log.warning(
+            "Teams: no MicrosoftAppId set, running in local (emulator) mode: "
+            "requests to /api/messages are NOT authenticated"
+        )
+    else:
+        log.info("Teams: POST /api/messages, tokens validated for app %s", services.settings.microsoft_app_id)
+    router = APIRouter()
+
+    @router.post("/api/messages", include_in_schema=False)
+    async def messages(request: Request) -> Response:
+        if "application/json" not in request.headers.get("content-type", ""):
+            return Response(status_code=415)
+        try:
+            activity: Any = json.loads(await request.body())
+        except ValueError:
+            return Response(status_code=400)
+        if not isinstance(activity, dict) or not isinstance(activity.get("type"), str):
+            return Response(status_code=400)
+        try:
+            auth = await gateway.authenticate(request.headers.get("authorization"), activity)
+        except Unauthorized as exc:
+            log.warning("Teams: rejected a request: %s", exc)
+            return Response(status_code=401)
+        except ChannelUnavailable as exc:
+            log.error("Teams: %s", exc)
+            return Response(status_code=503)
+        if activity["type"] == "invoke":
+            reply = await gateway.run(auth, activity, bot.on_turn)
+            if reply is None:
+                return Response(status_code=200)
+            if reply.body is None:
+                return Response(status_code=reply.status)
+            return JSONResponse(dict(reply.body), status_code=reply.status)
+        bot.spawn(gateway.run(auth, activity, bot.on_turn), name=f"teams {activity['type']} turn")
+        return Response(status_code=201)
+
+    router.teams_bot = bot  # type: ignore[attr-defined]  # reachable for tests and shutdown
+    return router
