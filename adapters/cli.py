@@ -34,10 +34,11 @@ def _services(**overrides: object) -> Services:
 
 
 def _ingest(services: Services, targets: list[str], source: str, access: tuple[str, ...], sync: bool) -> int:
-    from knowledge.loaders import iter_documents
+    from knowledge.sources import is_url, target_documents
 
     max_bytes = int(services.settings.max_file_mb * 1024 * 1024)
-    paths = [Path(t) for t in targets]
+    urls = [t for t in targets if is_url(t)]  # fetched through knowledge/fetch.py (SSRF rules)
+    paths = [Path(t) for t in targets if not is_url(t)]
     missing = [str(p) for p in paths if not p.exists()]
     for m in missing:
         err.print(f"[yellow]skipped[/yellow] {m}: no such file or directory")
@@ -53,7 +54,13 @@ def _ingest(services: Services, targets: list[str], source: str, access: tuple[s
                 bar.console.print(f"[yellow]{doc}[/yellow]: {outcome[8:]}")
 
         report = services.ingestor.ingest(
-            iter_documents(paths, source=source, access=access, max_bytes=max_bytes),
+            target_documents(
+                [*urls, *map(str, paths)],
+                fetcher=services.fetcher,
+                source=source,
+                access=access,
+                max_bytes=max_bytes,
+            ),
             source=source,
             full_sync=sync,
             progress=note,
@@ -254,10 +261,209 @@ def serve(
         import webbrowser
 
         threading.Timer(1.5, lambda: webbrowser.open(f"http://{bind}:{number}/")).start()
-    uvicorn.run(create_app(services), host=bind, port=number, log_level=services.settings.log_level.lower())
+    from adapters.embedded_redis import local_workers
+
+    # Without REDIS_URL: an embedded Redis and a worker run alongside, so /ingest works locally.
+    with local_workers(services.settings) as settings:
+        services = Services(settings) if settings is not services.settings else services
+        uvicorn.run(create_app(services), host=bind, port=number, log_level=settings.log_level.lower())
 
 
 # -- commands added by the chat adapters and the workers go below this line --
+
+
+sources_app = typer.Typer(no_args_is_help=True, help="Sources kept in sync: folders, web sites, Confluence, Zendesk, GitHub, Notion.")
+app.add_typer(sources_app, name="sources")
+
+
+def _duration(text: str) -> int | None:
+    """'90', '90s', '30m', '6h', '1d' -> seconds; '0', 'never' or 'manual' -> None."""
+    text = text.strip().lower()
+    if text in ("", "0", "never", "manual"):
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
+    except ValueError:
+        err.print(f"[red]error:[/red] {text!r} is not a duration (e.g. 30m, 6h, 1d)")
+        raise typer.Exit(2) from None
+
+
+@sources_app.command("add")
+def sources_add(
+    name: Annotated[str, typer.Argument(help="A short name; documents are filed under it")],
+    kind: Annotated[str, typer.Argument(help="folder | web | confluence | zendesk | github | notion")],
+    target: Annotated[str, typer.Argument(help="folder path, site URL or sitemap, Confluence/Zendesk URL, owner/repo")] = "",
+    option: Annotated[list[str] | None, typer.Option("-o", "--option", help="key=value, e.g. space=DOCS, path=docs")] = None,
+    every: Annotated[str, typer.Option(help="Sync interval (30m, 6h, 1d; 'manual' for on request only)")] = "6h",
+    access: Annotated[str, typer.Option(help="Comma-separated access groups of its documents")] = "public",
+) -> None:
+    """Register a source to keep in sync (credentials come from the environment, never from here)."""
+    from knowledge.connectors import KINDS, MAIN_OPTION
+
+    services = _services()
+    if kind not in KINDS:
+        err.print(f"[red]error:[/red] unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+        raise typer.Exit(2)
+    options: dict[str, str] = {}
+    if target:
+        options[MAIN_OPTION[kind]] = str(Path(target).resolve()) if kind == "folder" else target
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            err.print(f"[red]error:[/red] option {item!r} must be key=value")
+            raise typer.Exit(2)
+        options[key.strip()] = value.strip()
+    groups = [g.strip() for g in access.split(",") if g.strip()]
+    try:
+        probe = services.source_store.add(name, kind, options, access=groups, interval_s=_duration(every))
+        services.connector(probe)  # validates the options (and fails early on a bad one)
+    except SupportbotError as exc:
+        existing = services.source_store.get(name)
+        if existing is not None and "already exists" not in str(exc):
+            services.source_store.remove(existing.id)
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    out.print(f"added source {name} ({kind}); sync it now with: supportbot sources sync {name}")
+
+
+@sources_app.command("list")
+def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show the sources with their schedule, status, document count and last sync."""
+    rows = _services().source_store.list()
+    if as_json:
+        sys.stdout.write(json.dumps([
+            {"id": s.id, "name": s.name, "kind": s.kind, "options": dict(s.options), "interval_s": s.interval_s,
+             "status": s.status, "documents": s.documents, "last_sync_at": s.last_sync_at and s.last_sync_at.isoformat(),
+             "last_summary": s.last_summary, "last_error": s.last_error}
+            for s in rows
+        ]) + "\n")
+        return
+    if not rows:
+        out.print("No sources yet. Add one: supportbot sources add docs folder ./docs")
+    for s in rows:
+        every = f"every {s.interval_s}s" if s.interval_s else "manual"
+        when = f"{s.last_sync_at:%Y-%m-%d %H:%M}" if s.last_sync_at else "never synced"
+        out.print(f"[bold]{s.name}[/bold] ({s.kind}, {every}) {s.status}, {s.documents} items, {when}", highlight=False)
+        if s.last_summary:
+            out.print(f"   {s.last_summary}", style="dim", highlight=False)
+        if s.last_error:
+            out.print(f"   [red]{s.last_error}[/red]", highlight=False)
+
+
+def _sync_inline(services: Services, name: str) -> int:
+    source = services.source_store.get(name)
+    if source is None:
+        err.print(f"[red]error:[/red] no source named {name!r} (see supportbot sources list)")
+        return 2
+    import uuid
+
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
+    ) as bar:
+        task = bar.add_task(f"syncing {source.name}", total=None)
+
+        def note(done: int, total: int | None, current: str) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            report = services.syncer.sync(source, services.connector(source), run_id=uuid.uuid4().hex, progress=note)
+        except SupportbotError as exc:
+            services.source_store.set_status(source.id, "failed", str(exc))
+            err.print(f"[red]{source.name} failed:[/red] {exc}")
+            return 1
+    for path, reason in report.failed[:20]:
+        err.print(f"[yellow]{path}[/yellow]: {reason}")
+    out.print(f"{source.name}: {report.summary()}", highlight=False)
+    return 0
+
+
+@sources_app.command("sync")
+def sources_sync(
+    names: Annotated[list[str] | None, typer.Argument(help="Source names (default: all)")] = None,
+    inline: Annotated[bool | None, typer.Option("--inline/--queue", help="Run here, or queue for the workers (default: queue when REDIS_URL is set)")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for queued syncs and show their progress")] = True,
+) -> None:
+    """Sync sources now: only new and changed documents are embedded, deleted ones are removed."""
+    services = _services()
+    chosen = names or [s.name for s in services.source_store.list()]
+    run_here = inline if inline is not None else services.settings.redis_url is None
+    if run_here:
+        raise typer.Exit(max([_sync_inline(services, n) for n in chosen], default=0))
+    queue = services.ingest_queue
+    job_ids = {n: queue.enqueue_sync(n, requested_by="cli") for n in chosen}  # type: ignore[attr-defined]
+    for name, job_id in job_ids.items():
+        out.print(f"queued {name}: job {job_id}")
+    if not wait:
+        return
+    failed = 0
+    for name, job_id in job_ids.items():
+        status = queue.status(job_id)
+        while not status.finished:
+            total = "?" if status.total is None else status.total
+            err.print(f"{name}: {status.state} {status.done}/{total} {status.current}"[:200], end="\r")
+            time.sleep(0.5)
+            status = queue.status(job_id)
+        if status.state == "failed":
+            failed += 1
+            err.print(f"[red]{name} failed:[/red] {status.error}")
+        else:
+            out.print(f"{name}: {status.summary}", highlight=False)
+    raise typer.Exit(1 if failed else 0)
+
+
+@sources_app.command("remove")
+def sources_remove(
+    name: str,
+    keep_documents: Annotated[bool, typer.Option(help="Leave its documents in the index")] = False,
+) -> None:
+    """Forget a source and (unless --keep-documents) remove its documents from the index."""
+    import uuid
+
+    services = _services()
+    source = services.source_store.get(name)
+    if source is None:
+        err.print(f"[red]error:[/red] no source named {name!r}")
+        raise typer.Exit(2)
+    removed = 0
+    if not keep_documents:
+        run_id = uuid.uuid4().hex
+        ingestor = services.sync_ingestor
+        ingestor.store.start_run(run_id, source.name)
+        for doc_id, state in ingestor.store.states(source.name).items():
+            if not state.deleted:
+                ingestor.remove(doc_id, source.name, run_id)
+                removed += 1
+        ingestor.store.finish_run(run_id, f"removed source {source.name}: {removed} documents")
+    services.source_store.remove(source.id)
+    out.print(f"removed source {name}" + ("" if keep_documents else f" and {removed} documents"))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Tasks run at once (processes)")] = 1,
+    beat: Annotated[bool, typer.Option(help="Also run the scheduler (one per deployment!)")] = False,
+    loglevel: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    """Run a Celery worker: ingests, source syncs and (with --beat) scheduled syncs. Needs REDIS_URL."""
+    import logging
+
+    try:
+        from workers.app import app as celery_app
+        from workers.app import settings
+    except SupportbotError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = [
+        "worker", f"--concurrency={concurrency}", "--pool=prefork", f"--queues={settings.worker_queue}",
+        f"--loglevel={loglevel.upper()}", "--without-gossip", "--without-mingle",
+    ]
+    if beat:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
+    celery_app.worker_main(argv)
+
 
 
 def main() -> None:

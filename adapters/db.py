@@ -108,3 +108,35 @@ feedback = sa.Table(
     sa.Column("comment", sa.Text, nullable=False, default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# --- sources kept in sync by the workers (migration 0003) ---------------------------------------
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(256), nullable=False, unique=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("options", sa.Text, nullable=False),  # JSON object of strings; never credentials
+    sa.Column("access", sa.Text, nullable=False),  # comma-separated access groups
+    sa.Column("interval_s", sa.Integer),  # NULL: synced on request only
+    sa.Column("status", sa.String(16), nullable=False, default="idle"),
+    sa.Column("run_id", sa.String(64)),  # the unfinished sync run: the checkpoint a crash resumes
+    sa.Column("last_sync_at", sa.DateTime(timezone=True)),
+    sa.Column("next_due_at", sa.DateTime(timezone=True), index=True),
+    sa.Column("last_error", sa.Text, nullable=False, default=""),
+    sa.Column("last_summary", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+source_documents = sa.Table(
+    "source_documents",
+    metadata,
+    sa.Column("source_id", sa.String(32), sa.ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("external_id", sa.String(1024), primary_key=True),
+    sa.Column("doc_ids", sa.Text, nullable=False),  # JSON list of the document ids it produced
+    sa.Column("marker", sa.String(256)),  # version / updated time / blob sha at the source
+    sa.Column("embedder", sa.String(256), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -10,6 +10,7 @@ import logging
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adapters.settings import Settings
 from bot.access import AccessResolver
@@ -19,6 +20,13 @@ from bot.extractive import ExtractiveGenerator
 from bot.ports import AnswerStore, ChunkIndex, DocumentStore, Embedder, Generator, Reranker
 from bot.retrieval import RetrievalConfig, Retriever
 from knowledge.pipeline import Ingestor
+
+if TYPE_CHECKING:  # only for annotations: these are imported lazily where they are built
+    from adapters.providers.source_store import SqlSourceStore
+    from bot.ports import IngestQueue
+    from knowledge.connectors import Connector
+    from knowledge.fetch import Fetcher
+    from knowledge.sources import Source, Syncer
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +178,79 @@ class Services:
         return Ingestor(
             self.embedder, self.index, self.document_store, chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap
         )
+
+    # --- workers and sources -----------------------------------------------------------------------
+    @cached_property
+    def fetcher(self) -> Fetcher:
+        """The one way to fetch URLs (SSRF rules, size and time limits from the settings)."""
+        from knowledge.fetch import Fetcher, FetchPolicy
+
+        s = self.settings
+        policy = FetchPolicy(
+            allow_hosts=frozenset(s.fetch_allow_hosts),
+            max_bytes=int(s.fetch_max_mb * 1024 * 1024),
+            timeout_s=s.fetch_timeout_s,
+        )
+        return Fetcher(policy)
+
+    @cached_property
+    def source_store(self) -> SqlSourceStore:
+        from adapters.providers.source_store import SqlSourceStore
+
+        return SqlSourceStore(self.settings.sqlalchemy_url)
+
+    @cached_property
+    def sync_ingestor(self) -> Ingestor:
+        """An Ingestor whose runs can be resumed under the same run id (what syncs use)."""
+        from adapters.providers.source_store import ResumableDocumentStore
+
+        s = self.settings
+        return Ingestor(
+            self.embedder,
+            self.index,
+            ResumableDocumentStore(s.sqlalchemy_url),
+            chunk_size=s.chunk_size,
+            chunk_overlap=s.chunk_overlap,
+        )
+
+    @cached_property
+    def syncer(self) -> Syncer:
+        from knowledge.sources import Syncer
+
+        return Syncer(self.sync_ingestor, self.source_store)
+
+    def connector(self, source: Source) -> Connector:
+        """The connector for a registered source, with credentials from the settings."""
+        from knowledge.connectors import ConnectorContext, make_connector
+
+        s = self.settings
+        credentials = {
+            "confluence_email": s.confluence_email or "",
+            "confluence_api_token": _secret(s.confluence_api_token) or "",
+            "zendesk_email": s.zendesk_email or "",
+            "zendesk_api_token": _secret(s.zendesk_api_token) or "",
+            "github_token": _secret(s.github_token) or "",
+            "notion_token": _secret(s.notion_token) or "",
+        }
+        ctx = ConnectorContext(
+            source=source.name,
+            options=source.options,
+            fetcher=self.fetcher,
+            credentials=credentials,
+            access=source.access,
+            max_bytes=int(s.max_file_mb * 1024 * 1024),
+        )
+        return make_connector(source.kind, ctx)
+
+    @cached_property
+    def ingest_queue(self) -> IngestQueue:
+        """The IngestQueue port on Celery (tasks sent by name); needs SUPPORTBOT_REDIS_URL."""
+        from adapters.celery_queue import CeleryIngestQueue
+
+        url = _secret(self.settings.redis_url)
+        if not url:
+            raise ConfigError("background jobs need REDIS_URL (supportbot serve starts an embedded Redis without it)")
+        return CeleryIngestQueue(url, queue=self.settings.worker_queue)
 
 
 def build(settings: Settings | None = None) -> Services:

@@ -107,6 +107,25 @@ class Settings(BaseSettings):
     fetch_max_mb: float = Field(default=20.0, gt=0)
     fetch_timeout_s: float = Field(default=20.0, gt=0)
 
+    # --- connectors (credentials of the systems sources sync from; the rest is in the sources table)
+    confluence_email: str | None = None
+    confluence_api_token: SecretStr | None = None
+    zendesk_email: str | None = None
+    zendesk_api_token: SecretStr | None = None
+    github_token: SecretStr | None = Field(default=None, validation_alias=_alias("GITHUB_TOKEN", "GITHUB_TOKEN"))
+    notion_token: SecretStr | None = Field(default=None, validation_alias=_alias("NOTION_TOKEN", "NOTION_TOKEN"))
+    # Worker tuning: a sync's hard time limit, the sync lock's expiry (renewed while the sync runs,
+    # so a killed worker's lock frees itself quickly), and how long an unacknowledged task waits
+    # before Redis hands it to another worker (must exceed the longest task).
+    worker_queue: str = "supportbot"
+    sync_time_limit_s: int = Field(default=3600, ge=10)
+    ingest_time_limit_s: int = Field(default=600, ge=10)
+    sync_lock_ttl_s: int = Field(default=60, ge=2)
+    task_max_retries: int = Field(default=5, ge=0)
+    retry_backoff_max_s: int = Field(default=600, ge=1)
+    visibility_timeout_s: int | None = Field(default=None, ge=1)  # default: sync_time_limit_s + 5 minutes
+    sync_check_interval_s: float = Field(default=60.0, gt=0)  # how often beat looks for due sources
+
     # --- access ------------------------------------------------------------------------------
     # JSON objects: {"slack:C0123": ["staff"], "teams:*": []} and {"slack:U0123": ["staff", "hr"]}
     access_channel_groups: dict[str, list[str]] = {}

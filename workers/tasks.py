@@ -1,0 +1,224 @@
+"""Thin Celery tasks: they take ids and strings, build Services from Settings, and call knowledge/.
+
+Every task: ``acks_late`` with an idempotent body, retries with exponential backoff on
+ProviderUnavailable (network, rate limits, 5xx, database or Redis hiccups) and nothing else,
+a soft and a hard time limit, and job progress in Redis. After the last retry the job is
+"failed" with the reason. One sync of a source runs at a time (a Redis lock that expires
+unless the sync holding it keeps renewing it, so a killed worker's lock frees itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from adapters.celery_queue import INGEST_TASK, SYNC_DUE_TASK, SYNC_SOURCE_TASK, JobStore, redis_client
+from adapters.factory import Services, build
+from bot.errors import ProviderUnavailable, SourceError, SupportbotError
+from knowledge.sources import Source, target_documents, target_source
+from workers.app import app, settings
+
+log = logging.getLogger(__name__)
+
+_services: Services | None = None
+_redis: redis.Redis | None = None
+
+
+def services() -> Services:
+    """This worker process's Services (built on first use, after the pool has forked)."""
+    global _services
+    if _services is None:
+        _services = build(settings)
+    return _services
+
+
+def jobs() -> JobStore:
+    global _redis
+    if _redis is None:
+        _redis = redis_client(settings.redis_url.get_secret_value())  # type: ignore[union-attr]
+    return JobStore(_redis)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return "took longer than the time limit and was stopped"
+    if isinstance(exc, SupportbotError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}: {exc}"  # our own code's bug: say what it was
+
+
+class JobTask(Task):  # type: ignore[misc]
+    """Records retries and the final failure of a job (args are always (target, job_id))."""
+
+    def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        jobs().retrying(args[1], _reason(exc), self.request.retries + 1)
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        reason = _reason(exc)
+        jobs().failed(args[1], reason)
+        if self.name == SYNC_SOURCE_TASK:
+            source = services().source_store.get(args[0])
+            if source is not None:
+                services().source_store.set_status(source.id, "failed", reason)
+        log.warning("job %s (%s %s) failed: %s", args[1], self.name, args[0], reason)
+
+
+TASK_OPTIONS: dict[str, Any] = dict(
+    bind=True,
+    base=JobTask,
+    acks_late=True,
+    autoretry_for=(ProviderUnavailable,),
+    retry_backoff=2,  # 2, 4, 8 ... seconds,
+    retry_backoff_max=settings.retry_backoff_max_s,  # capped,
+    retry_jitter=True,  # and spread so that many jobs do not retry in step
+    max_retries=settings.task_max_retries,
+)
+
+
+class _Throttled:
+    """Writes progress to Redis at most every ``every`` seconds (and always the last step)."""
+
+    def __init__(self, job_id: str, every: float = 0.25) -> None:
+        self.job_id, self.every, self.last = job_id, every, 0.0
+
+    def __call__(self, done: int, total: int | None, current: str) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every or (total is not None and done >= total):
+            self.last = now
+            jobs().progress(self.job_id, done, total, current)
+
+
+@contextmanager
+def source_lock(source_id: str, wait_s: float) -> Iterator[bool]:
+    """Hold the source's sync lock (yields False when another sync kept it for ``wait_s``).
+
+    The lock expires after ``sync_lock_ttl_s`` unless renewed; a thread renews it while the
+    sync runs, so a SIGKILLed worker blocks the source only until the lock expires.
+    """
+    ttl = settings.sync_lock_ttl_s
+    client = jobs().redis
+    lock = client.lock(
+        f"supportbot:lock:source:{source_id}", timeout=ttl, blocking_timeout=wait_s, thread_local=False
+    )
+    if not lock.acquire():
+        yield False
+        return
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl / 3):
+            try:
+                lock.reacquire()
+            except redis.RedisError:  # lost it (expired while Redis was away): the sync goes on
+                log.warning("lost the sync lock of source %s", source_id)
+                return
+
+    renewer = threading.Thread(target=renew, name=f"lock-{source_id}", daemon=True)
+    renewer.start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        renewer.join(timeout=1)
+        with suppress(redis.RedisError):
+            lock.release()
+
+
+def _sync(source: Source, job_id: str) -> str:
+    jobs().running(job_id)
+    wait_s = min(600.0, settings.sync_time_limit_s / 2)
+    with source_lock(source.id, wait_s) as held:
+        if not held:
+            # Another sync of this source ran the whole time: it brings the source up to date.
+            return f"skipped: another sync of {source.name} was still running after {wait_s:.0f}s"
+        current = services().source_store.get(source.id) or source  # fresh options and state
+        connector = services().connector(current)
+        report = services().syncer.sync(current, connector, run_id=job_id, progress=_Throttled(job_id))
+    return report.summary()
+
+
+@app.task(
+    name=SYNC_SOURCE_TASK,
+    time_limit=settings.sync_time_limit_s,
+    soft_time_limit=max(5, settings.sync_time_limit_s - 30),
+    **TASK_OPTIONS,
+)
+def sync_source(self: Task, source_ref: str, job_id: str) -> str:
+    """Sync one registered source (by id or name) into the index."""
+    source = services().source_store.get(source_ref)
+    if source is None:
+        raise SourceError(source_ref, "no such source (see supportbot sources list)")
+    summary = _sync(source, job_id)
+    jobs().done(job_id, summary)
+    return summary
+
+
+@app.task(
+    name=INGEST_TASK,
+    time_limit=settings.ingest_time_limit_s,
+    soft_time_limit=max(5, settings.ingest_time_limit_s - 30),
+    **TASK_OPTIONS,
+)
+def ingest(self: Task, target: str, job_id: str) -> str:
+    """Ingest one URL or file (under the data directory), or sync the registered source named ``target``."""
+    svc = services()
+    source = svc.source_store.get(target)
+    if source is not None:
+        summary = _sync(source, job_id)
+        jobs().done(job_id, summary)
+        return summary
+    jobs().running(job_id)
+    s = svc.settings
+    name = target_source(target)
+    items = target_documents(
+        [target],
+        fetcher=svc.fetcher,
+        source=name,
+        access=tuple(s.default_access),
+        max_bytes=int(s.max_file_mb * 1024 * 1024),
+        files_root=svc.data_dir,
+    )
+    progress = _Throttled(job_id)
+    done = 0
+
+    def note(doc: str, outcome: str) -> None:
+        nonlocal done
+        done += 1
+        progress(done, None, doc)
+
+    report = svc.ingestor.ingest(items, source=name, progress=note, run_id=job_id)
+    if report.failed and not (report.added or report.changed or report.unchanged):
+        path, reason = report.failed[0]
+        raise SourceError(path, reason)
+    jobs().done(job_id, report.summary() + f" ({report.chunks_embedded} chunks embedded)")
+    return report.summary()
+
+
+@app.task(
+    name=SYNC_DUE_TASK,
+    bind=True,
+    acks_late=True,
+    autoretry_for=(ProviderUnavailable,),
+    retry_backoff=2,
+    max_retries=3,
+    time_limit=120,
+    soft_time_limit=100,
+)
+def sync_due(self: Task) -> list[str]:
+    """Queue a sync of every source whose interval has passed (run by beat); returns the job ids."""
+    queued = []
+    for source in services().source_store.claim_due():
+        job_id = uuid.uuid4().hex
+        jobs().create(job_id, "sync", source.id, "schedule", {})
+        sync_source.apply_async(args=[source.id, job_id], task_id=job_id, queue=settings.worker_queue)
+        queued.append(job_id)
+    return queued
