@@ -226,3 +226,16 @@ class DocumentStore(Protocol):
         """Forget the versions ``run_id`` made current; return, per document, the version
         that is current again (``None``: the document did not exist before the run)."""
         ...
+
+
+@runtime_checkable
+class QueryRewriter(Protocol):
+    """Turns a follow-up question into a standalone search query using the earlier turns.
+
+    Returns the question unchanged when it needs no context. Raises ProviderError when a
+    model-backed rewriter fails (the caller falls back to the rule-based rewrite).
+    """
+
+    name: str
+
+    def rewrite(self, question: str, history: Sequence[Turn]) -> str: ...

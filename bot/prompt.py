@@ -125,3 +125,23 @@ def is_not_found(text: str) -> bool:
     if _NOT_FOUND_RE.match(stripped):
         return True
     return NOT_FOUND in stripped and not _CITATION_RE.search(stripped)
+
+
+REWRITE_PROMPT = (
+    "You rewrite the user's last message into one standalone search query for a documentation "
+    "search engine, using the earlier conversation only to resolve what the message refers to "
+    "(pronouns, 'that', 'the other one', omitted subjects). Keep the user's own words and any "
+    "product names, numbers and error messages. Do not answer the question and do not add "
+    "facts. Reply with the query only, on one line."
+)
+
+
+def build_rewrite_messages(question: str, history: tuple[Turn, ...]) -> list[dict[str, str]]:
+    """Chat messages asking a model to rewrite ``question`` into a standalone query."""
+    lines = [
+        f"{'Assistant' if t.speaker == 'assistant' else 'User'}: {' '.join(t.text.split())[:MAX_TURN_CHARS]}"
+        for t in history[-MAX_HISTORY_TURNS:]
+    ]
+    convo = "\n".join(lines) or "(no earlier messages)"
+    user = f"<conversation>\n{_escape(convo)}\n</conversation>\n\n<last_message>\n{_escape(question)}\n</last_message>"
+    return [{"role": "system", "content": REWRITE_PROMPT}, {"role": "user", "content": user}]

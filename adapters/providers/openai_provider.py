@@ -25,7 +25,8 @@ import openai
 
 from bot.errors import ConfigError, ProviderError, ProviderRejected, ProviderUnavailable
 from bot.ports import Generation, GenerationRequest, Matrix, Vector
-from bot.prompt import build_messages, is_not_found
+from bot.prompt import build_messages, build_rewrite_messages, is_not_found
+from bot.types import Turn
 
 KNOWN_DIMENSIONS = {
     "text-embedding-3-small": 1536,
@@ -275,3 +276,37 @@ class OpenAIGenerator:
         if not events:
             # A 200 whose body holds no server-sent events (a proxy's HTML page, a non-streaming reply).
             raise ProviderRejected("OpenAI chat completion stream: the reply held no events")
+
+
+class OpenAIRewriter:
+    """QueryRewriter: an LLM turns a follow-up into a standalone search query.
+
+    A question with no earlier turns is returned unchanged without calling the model. An
+    empty or over-long reply is rejected (the caller falls back to the rule-based rewrite).
+    """
+
+    name = "openai-rewrite"
+
+    def __init__(self, client: openai.OpenAI | Callable[[], openai.OpenAI], model: str = "gpt-4o-mini") -> None:
+        self._client = _LazyClient(client)
+        self.model = model
+
+    def rewrite(self, question: str, history: Sequence[Turn]) -> str:
+        if not history:
+            return question
+        try:
+            response = self._client.get().chat.completions.create(
+                model=self.model,
+                messages=build_rewrite_messages(question, tuple(history)),  # type: ignore[arg-type]
+                temperature=0.0,
+                max_tokens=100,
+            )
+            text = (response.choices[0].message.content or "").strip().splitlines()
+        except openai.OpenAIError as exc:
+            _raise_mapped(exc, "rewrite")
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise ProviderRejected(f"OpenAI rewrite: malformed reply ({type(exc).__name__})") from None
+        query = text[0].strip().strip('"') if text else ""
+        if not query or len(query) > 4 * len(question) + 300:
+            raise ProviderRejected("OpenAI rewrite: empty or runaway reply")
+        return query

@@ -1,0 +1,133 @@
+"""Votes that improve ranking: passages cited in 👍 answers gain, and passages cited in 👎 answers
+lose, weight for similar future questions.
+
+Safety rules, each enforced here:
+- Only questions similar to the voted one are affected (cosine of the query vectors at least
+  ``min_similarity``), weighted by how similar they are.
+- Bounded: one vote moves a passage by at most ``per_vote`` and all votes together by at
+  most ``max_boost``, on the fused score scale (0..1) — one 👎 reorders, it never hides.
+- Decaying: a vote's weight halves every ``half_life_days``.
+- Never across access scopes: a vote counts for a viewer only when the voter's access
+  groups are a subset of the viewer's, so a vote cast in a private channel cannot shift
+  what a public channel sees; and only passages the viewer's filter already admitted are
+  touched (boosting happens after the index filtered by access).
+- Switched off with ``enabled=False`` (setting ``SUPPORTBOT_FEEDBACK_RANKING=false``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+import numpy as np
+
+from bot.ports import Embedder, Vector
+from bot.types import ScoredChunk
+
+
+@dataclass(frozen=True)
+class VoteRecord:
+    """One stored vote with what it voted on: the searched query and the cited chunks."""
+
+    query: str
+    chunk_ids: tuple[str, ...]
+    up: bool
+    at: datetime
+    groups: frozenset[str]
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    enabled: bool = True
+    min_similarity: float = 0.75
+    per_vote: float = 0.12
+    max_boost: float = 0.3
+    half_life_days: float = 90.0
+    refresh_s: float = 5.0
+
+
+class FeedbackRanker:
+    """Adjusts fused scores with the votes of similar earlier questions."""
+
+    def __init__(
+        self,
+        votes: Callable[[], Sequence[VoteRecord]],
+        embedder: Embedder,
+        config: FeedbackConfig | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._votes = votes
+        self._embedder = embedder
+        self.config = config or FeedbackConfig()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._loaded_at = -math.inf
+        self._records: list[VoteRecord] = []
+        self._matrix = np.zeros((0, 0), dtype=np.float32)
+        self._vector_cache: dict[str, Vector] = {}
+
+    def refresh(self, force: bool = False) -> None:
+        """Reload votes from the store (at most every ``refresh_s`` seconds unless forced)."""
+        now = time.monotonic()
+        if not force and now - self._loaded_at < self.config.refresh_s:
+            return
+        records = list(self._votes())
+        missing = [r.query for r in records if r.query not in self._vector_cache]
+        if missing:
+            unique = list(dict.fromkeys(missing))
+            for q, v in zip(unique, self._embedder.embed_documents(unique), strict=True):
+                self._vector_cache[q] = v
+        matrix = (
+            np.stack([self._vector_cache[r.query] for r in records])
+            if records
+            else np.zeros((0, 0), dtype=np.float32)
+        )
+        with self._lock:
+            self._records, self._matrix, self._loaded_at = records, matrix, now
+
+    def boosts(self, query_vector: Vector, viewer_groups: frozenset[str] | None) -> dict[str, float]:
+        """The score change per chunk id for a query (empty when nothing similar was voted on)."""
+        if not self.config.enabled:
+            return {}
+        self.refresh()
+        with self._lock:
+            records, matrix = self._records, self._matrix
+        if not records:
+            return {}
+        sims = matrix @ np.asarray(query_vector, dtype=np.float32)
+        now = self._clock()
+        c = self.config
+        total: dict[str, float] = {}
+        for i in np.flatnonzero(sims >= c.min_similarity):
+            r = records[int(i)]
+            if viewer_groups is not None and not r.groups <= viewer_groups:
+                continue
+            age_days = max(0.0, (now - r.at).total_seconds() / 86400)
+            # Weight rises from 0 at the similarity threshold to 1 for the same question.
+            closeness = (float(sims[i]) - c.min_similarity) / (1 - c.min_similarity)
+            weight = c.per_vote * min(1.0, max(0.0, closeness)) * 0.5 ** (age_days / c.half_life_days)
+            for chunk_id in r.chunk_ids:
+                total[chunk_id] = total.get(chunk_id, 0.0) + (weight if r.up else -weight)
+        return {k: max(-c.max_boost, min(c.max_boost, v)) for k, v in total.items() if v}
+
+    def adjust(
+        self, query_vector: Vector, hits: Sequence[ScoredChunk], viewer_groups: frozenset[str] | None
+    ) -> list[ScoredChunk]:
+        """``hits`` re-scored and re-sorted with the feedback boosts (``scores["feedback"]``)."""
+        boosts = self.boosts(query_vector, viewer_groups)
+        if not boosts:
+            return list(hits)
+        out = []
+        for h in hits:
+            b = boosts.get(h.chunk.id)
+            if b is None:
+                out.append(h)
+            else:
+                out.append(ScoredChunk(h.chunk, h.score + b, MappingProxyType({**h.scores, "feedback": b})))
+        out.sort(key=lambda h: -h.score)
+        return out
