@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from adapters.db import answers, doc_versions, feedback, ingest_runs, make_engine, migrate
 from bot.errors import ProviderRejected, ProviderUnavailable
+from bot.feedback import VoteRecord
 from bot.ports import DocumentState, Matrix, StoredVersion
 from bot.serialize import answer_from_dict, answer_to_dict
 from bot.types import Answer, Chunk, Feedback, Platform, Vote, chunk_from_dict, chunk_to_dict
@@ -210,3 +211,27 @@ class SqlAnswerStore:
         return [
             Feedback(r.answer_id, r.user, Platform(r.platform), Vote(r.vote), r.comment, r.created_at) for r in rows
         ]
+
+    def vote_records(self) -> list[VoteRecord]:
+        """Every vote on an answered question, with the searched query and the cited chunks."""
+        query = (
+            sa.select(feedback.c.vote, feedback.c.created_at, answers.c.payload)
+            .join(answers, answers.c.id == feedback.c.answer_id)
+            .where(answers.c.decision == "answered")
+        )
+        out: list[VoteRecord] = []
+        with self.engine.connect() as conn:
+            for vote, created_at, payload in conn.execute(query):
+                data = json.loads(payload)
+                trace = data.get("trace") or {}
+                at = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
+                out.append(
+                    VoteRecord(
+                        query=trace.get("query") or data["question"]["text"],
+                        chunk_ids=tuple(c["chunk_id"] for c in data["citations"]),
+                        up=vote == Vote.UP.value,
+                        at=at,
+                        groups=frozenset(data["question"].get("groups", ["public"])),
+                    )
+                )
+        return out
