@@ -272,6 +272,35 @@ def serve(
 # -- commands added by the chat adapters and the workers go below this line --
 
 
+@app.command("teams-package")
+def teams_package(
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the zip")] = Path("dist/supportbot-teams.zip"),
+    bot_id: Annotated[str | None, typer.Option(help="The Azure Bot's app id (default: MicrosoftAppId)")] = None,
+    app_id: Annotated[str | None, typer.Option(help="The Teams app id, a GUID (default: the bot id)")] = None,
+    name: Annotated[str, typer.Option(help="The app's name in Teams (30 characters at most)")] = "Support Bot",
+    version: Annotated[str, typer.Option(help="The app version; raise it for each re-upload")] = "1.0.0",
+    developer: Annotated[str, typer.Option(help="Your organisation's name")] = "Your company",
+    website_url: Annotated[str, typer.Option(help="https URL shown in the app details")] = "https://example.com",
+    privacy_url: Annotated[str, typer.Option(help="https URL of the privacy statement")] = "https://example.com/privacy",
+    terms_url: Annotated[str, typer.Option(help="https URL of the terms of use")] = "https://example.com/terms",
+) -> None:
+    """Build the Teams app package (manifest.json + icons) to upload in Teams or the admin center."""
+    from adapters.teams.app_package import PackageInfo, build_package
+
+    bot = bot_id or _services().settings.microsoft_app_id
+    if not bot:
+        err.print("[red]error:[/red] no bot id: set MicrosoftAppId (SUPPORTBOT_MICROSOFT_APP_ID) or pass --bot-id")
+        raise typer.Exit(2)
+    info = PackageInfo(bot_id=bot, app_id=app_id or "", name=name, version=version, developer=developer,
+                       website_url=website_url, privacy_url=privacy_url, terms_url=terms_url)
+    try:
+        written = build_package(info, out_path)
+    except SupportbotError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    out.print(f"wrote {written} (bot {bot}); upload it in Teams: Apps > Manage your apps > Upload an app")
+
+
 sources_app = typer.Typer(no_args_is_help=True, help="Sources kept in sync: folders, web sites, Confluence, Zendesk, GitHub, Notion.")
 app.add_typer(sources_app, name="sources")
 

@@ -10,5 +10,5 @@ Layout (only ``botframework.py`` imports botbuilder, so moving to the SDK's succ
 * ``activity.py``     incoming wire activity → typed facts (pure)
 * ``render.py``       Answer → Adaptive Card and reply activities (pure)
 * ``memory.py``       bounded recent turns and reply → answer map
-* ``package.py``      the Teams app package (manifest + icons → zip)
+* ``app_package.py``  the Teams app package (manifest template + icons in package/ → zip)
 """
