@@ -11,7 +11,9 @@ contain the question's key terms. Every Answer and its trace is stored.
 from __future__ import annotations
 
 import logging
+import math
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -19,11 +21,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from bot.errors import ProviderError
-from bot.ports import AnswerStore, Generation, GenerationRequest, Generator
+from bot.ports import AnswerStore, ChunkIndex, Generation, GenerationRequest, Generator
 from bot.prompt import PROMPT_VERSION, is_not_found
 from bot.retrieval import Retrieval, Retriever
 from bot.rewrite import standalone_query
 from bot.types import (
+    UNRESTRICTED,
     Answer,
     Citation,
     Decision,
@@ -47,14 +50,21 @@ DECLINE_TEXT = "I couldn't find this in the knowledge base, so I won't guess."
 class DeclinePolicy:
     """When to decline instead of answering. Calibrated per knowledge base (bot/calibration.py).
 
-    ``min_dense``: the best passage's cosine must reach this. ``min_support``: the share
-    of the question's key terms (rarity-weighted) found in the passages the answer cites.
-    ``related_dense``: a passage this close is listed as a "closest source" in a decline.
+    ``min_dense``: the best passage's cosine must reach this (off-topic questions fail it).
+    ``min_support``: the rarity-weighted share of the question's key terms that the best
+    cited passage contains (the last turn's own terms count fully, terms carried over from
+    earlier turns count ``carried_weight``). ``related_dense``: a passage this close is
+    listed as a "closest source" in a decline.
     """
 
-    min_dense: float = 0.30
-    min_support: float = 0.45
-    related_dense: float = 0.40
+    min_dense: float = 0.40
+    min_support: float = 0.34
+    related_dense: float = 0.50
+    carried_weight: float = 0.5
+
+    def scaled(self, strictness: float) -> DeclinePolicy:
+        """This policy with both thresholds multiplied by ``strictness`` (1.0: unchanged)."""
+        return replace(self, min_dense=self.min_dense * strictness, min_support=self.min_support * strictness)
 
 
 @dataclass(frozen=True)
@@ -82,15 +92,145 @@ def check_citations(text: str, given: int) -> CheckedText:
     return CheckedText(re.sub(r"[ \t]{2,}", " ", cleaned).strip(), tuple(order))
 
 
-def support(question: str, texts: Sequence[str]) -> float:
-    """Share of the question's content words (each counted once) found in ``texts``."""
+# Words of conversation, not of the subject: they say nothing about whether a passage answers.
+CHATTER = frozenset(
+    [
+        "sorry",
+        "apologies",
+        "confused",
+        "heard",
+        "meant",
+        "ask",
+        "asking",
+        "mean",
+        "means",
+        "meaning",
+        "tell",
+        "explain",
+        "understand",
+        "sure",
+        "right",
+        "okay",
+        "ok",
+        "thank",
+        "like",
+        "way",
+        "exactly",
+        "bit",
+        "little",
+        "kind",
+        "sort",
+        "really",
+        "just",
+        "also",
+        "still",
+        "something",
+        "anything",
+        "thing",
+        "things",
+        "able",
+        "possible",
+        "mentioned",
+        "seeing",
+        "see",
+        "keep",
+        "lot",
+        "say",
+        "saying",
+        "said",
+        "think",
+        "guess",
+        "wonder",
+        "wondering",
+        "interested",
+        "curious",
+        "trying",
+        "try",
+        "oh",
+        "yes",
+        "yeah",
+        "great",
+        "cool",
+        "good",
+        "fine",
+        "actually",
+        "maybe",
+        "perhaps",
+        "pls",
+        "plz",
+        "give",
+        "show",
+        "provide",
+        "help",
+        "let",
+        "lets",
+    ]
+)
+
+
+class TermStats:
+    """Document frequencies of words in the index (through its keyword search), cached.
+
+    Rare words weigh more in the support check: "Spanish" missing from a passage about
+    Schematics says more than "configure" missing. Counts are capped at ``cap`` hits.
+    """
+
+    def __init__(self, index: ChunkIndex, cap: int = 200) -> None:
+        self.index = index
+        self.cap = cap
+        self._df: dict[str, int] = {}
+        self._n = -1
+        self._lock = threading.Lock()
+
+    def idf(self, word: str) -> float:
+        with self._lock:
+            n = self.index.count()
+            if n != self._n:
+                self._df.clear()
+                self._n = n
+            df = self._df.get(word)
+        if df is None:
+            df = len(self.index.keyword_search(word, self.cap, UNRESTRICTED))
+            with self._lock:
+                if len(self._df) > 50_000:
+                    self._df.clear()
+                self._df[word] = df
+        return math.log((max(n, 1) + 1) / (df + 0.5))
+
+
+def key_terms(text: str) -> list[str]:
+    """The question's content words (each once, in order) without conversational chatter."""
+    return [w for w in dict.fromkeys(content_words(text)) if w not in CHATTER]
+
+
+def support(
+    question: str,
+    texts: Sequence[str],
+    *,
+    query: str = "",
+    idf: Callable[[str], float] | None = None,
+    carried_weight: float = 0.5,
+) -> float:
+    """How much of what was asked ``texts`` contain: the best single text's share of the key terms.
+
+    Terms of ``question`` (the last turn) weigh their rarity (``idf``, 1 each without it);
+    terms only in ``query`` (the standalone rewrite: topic carried from earlier turns)
+    weigh ``carried_weight`` times that. Terms are compared after a light stem.
+    """
     from bot.extractive import stem
 
-    terms = {stem(w) for w in content_words(question)}
-    if not terms:
-        return 0.0
-    found = {stem(w) for t in texts for w in content_words(t)}
-    return len(terms & found) / len(terms)
+    weight = idf or (lambda _w: 1.0)
+    own = key_terms(question)
+    carried = [w for w in key_terms(query) if w not in own]
+    weighted = [(stem(w), weight(w)) for w in own] + [(stem(w), carried_weight * weight(w)) for w in carried]
+    total = sum(v for _, v in weighted)
+    if total <= 0 or not texts:
+        return 0.0 if texts else 0.0
+    best = 0.0
+    for text in texts:
+        found = {stem(w) for w in content_words(text)}
+        best = max(best, sum(v for t, v in weighted if t in found) / total)
+    return best
 
 
 def _trace_passages(hits: Sequence[ScoredChunk]) -> tuple[TracePassage, ...]:
@@ -124,6 +264,7 @@ class AnswerService:
         self._policy = policy or DeclinePolicy()
         self.fallback = fallback
         self.k = k
+        self.terms = TermStats(retriever.index)
 
     @property
     def policy(self) -> DeclinePolicy:
@@ -170,10 +311,14 @@ class AnswerService:
             except ProviderError as exc:
                 if self.fallback is None:
                     raise
-                log.warning("generator %s failed (%s); using %s", self.generator.name, exc, self.fallback.name)
+                log.warning(
+                    "generator %s failed (%s); using %s", self.generator.name, exc, self.fallback.name
+                )
                 generation = self.fallback.generate(request)
                 generator_name = self.fallback.name
-                note = f"{self.generator.name} was unavailable, so this answer was extracted from the sources."
+                note = (
+                    f"{self.generator.name} was unavailable, so this answer was extracted from the sources."
+                )
             timings["generate"] = (time.perf_counter() - t) * 1000
         answer = self._finish(question, query, retrieval, generation, policy, top_dense, generator_name, note)
         timings["total"] = (time.perf_counter() - started) * 1000
@@ -227,7 +372,13 @@ class AnswerService:
         if generation is not None and not generation.not_found:
             checked = check_citations(generation.text, len(passages))
             cited = [passages[n - 1] for n in checked.numbers]
-            supported = support(query, [c.chunk.text + " " + c.chunk.context for c in cited])
+            supported = support(
+                question.text,
+                [c.chunk.text + " " + c.chunk.context for c in cited],
+                query=query,
+                idf=self.terms.idf,
+                carried_weight=policy.carried_weight,
+            )
             if cited and supported >= policy.min_support:
                 confidence = round(min(1.0, 0.5 * supported + 0.5 * min(1.0, top_dense / 0.8)), 3)
                 return replace(

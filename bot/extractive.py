@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from bot.ports import Generation, GenerationRequest
+from bot.rewrite import standalone_query
 from knowledge.text import content_words
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n{1,}")
@@ -42,7 +43,9 @@ class ScoredSentence:
     matched: frozenset[str]
 
 
-def score_sentences(question: str, passages: Sequence[str], max_passages: int = 4) -> list[ScoredSentence]:
+def score_sentences(
+    question: str, passages: Sequence[str], max_passages: int = 4, rank_decay: float = 0.35
+) -> list[ScoredSentence]:
     """Every sentence of the first ``max_passages`` passages, scored against the question."""
     q_terms = {stem(w) for w in content_words(question)}
     sentences: list[tuple[int, int, str, set[str]]] = []
@@ -59,7 +62,7 @@ def score_sentences(question: str, passages: Sequence[str], max_passages: int = 
     for p, i, s, terms in sentences:
         matched = q_terms & terms
         coverage = sum(idf[t] for t in matched) / total
-        score = coverage * (1.0 / (1 + 0.35 * p)) * (1.0 / (1 + 0.05 * i))
+        score = coverage * (1.0 / (1 + rank_decay * p)) * (1.0 / (1 + 0.05 * i))
         out.append(ScoredSentence(p, i, s, score, frozenset(matched)))
     return out
 
@@ -69,14 +72,22 @@ class ExtractiveGenerator:
 
     name = NAME
 
-    def __init__(self, max_sentences: int = 3, max_passages: int = 4, min_share: float = 0.5) -> None:
+    def __init__(
+        self, max_sentences: int = 4, max_passages: int = 5, min_share: float = 0.35, rank_decay: float = 0.35
+    ) -> None:
+        self.rank_decay = rank_decay  # how much a lower-ranked passage's sentences are discounted
         self.max_sentences = max_sentences
         self.max_passages = max_passages
         self.min_share = min_share  # keep sentences scoring at least this share of the best one
 
     def select(self, request: GenerationRequest) -> list[ScoredSentence]:
+        # A follow-up ("does it also work on Linux?") is scored with the topic it leans on.
+        question = standalone_query(request.question, request.history)
         scored = score_sentences(
-            request.question, [p.chunk.text for p in request.passages], max_passages=self.max_passages
+            question,
+            [p.chunk.text for p in request.passages],
+            max_passages=self.max_passages,
+            rank_decay=self.rank_decay,
         )
         scored = [s for s in scored if s.score > 0]
         if not scored:

@@ -13,8 +13,31 @@ from bot.types import Turn
 from knowledge.text import content_words, words
 
 ANAPHORA = frozenset(
-    "it its this that these those they them their there same also else other another more one ones such "
-    "former latter above previous".split()
+    [
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "they",
+        "them",
+        "their",
+        "there",
+        "same",
+        "also",
+        "else",
+        "other",
+        "another",
+        "more",
+        "one",
+        "ones",
+        "such",
+        "former",
+        "latter",
+        "above",
+        "previous",
+    ]
 )
 SHORT = 6
 CARRY = 8
