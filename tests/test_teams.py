@@ -16,10 +16,11 @@ from fastapi import FastAPI
 
 from adapters.factory import Services
 from adapters.settings import Settings
-from adapters.teams.handler import REFUSE_INGEST, TeamsBot, TeamsOptions
+from adapters.teams.handler import FAILED, REFUSE_INGEST, TeamsBot, TeamsOptions
 from adapters.teams.http import gateway_for, teams_router
 from adapters.web.app import create_app
 from bot.answering import DECLINE_TEXT, AnswerService
+from bot.errors import ProviderUnavailable
 from bot.extractive import ExtractiveGenerator
 from bot.ports import GenerationRequest, JobStatus
 from bot.types import Decision, Feedback, Vote
@@ -442,3 +443,30 @@ def test_channel_reply_is_updated_as_it_grows(streaming_url: str, connector: Fak
     assert len(updates) >= 2 and all(u.activity_id == first.assigned_id for u in updates)
     assert final is updates[-1]
     assert "GlobalProtect" in card_texts(final)[0]
+
+
+class BrokenGenerator:
+    """A generator whose provider is down (and no fallback is configured)."""
+
+    name = "broken"
+
+    def generate(self, request: GenerationRequest):  # type: ignore[no-untyped-def]
+        raise ProviderUnavailable("generator down")
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        raise ProviderUnavailable("generator down")
+        yield ""  # pragma: no cover - makes this a generator
+
+
+def test_a_failing_provider_still_gets_the_asker_a_reply(services: Services, connector: FakeConnector,
+                                                         acts: Activities) -> None:
+    answers = AnswerService(services.retriever, BrokenGenerator(), services.answer_store,
+                            policy=services.decline_policy)
+    gateway = gateway_for(services)
+    app = FastAPI()
+    app.include_router(teams_router(services, gateway=gateway, bot=TeamsBot(answers, services.access, gateway)))
+    with serve(app) as url:
+        activity = acts.personal("How do I connect to the VPN?", conversation=unique_conversation("a:p"))
+        post(url, activity)
+        reply = reply_to(connector, activity, lambda c: c.type == "message")
+    assert reply.body["text"] == FAILED

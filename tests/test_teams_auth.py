@@ -106,3 +106,16 @@ def test_expired_token_and_wrong_issuer_are_401(base_url: str, openid: OpenIdSer
     assert _post(base_url, _feedback_invoke(), expired).status_code == 401
     other_issuer = openid.token(audience=APP_ID, service_url=SERVICE_URL, issuer="https://sts.example.com/")
     assert _post(base_url, _feedback_invoke(), other_issuer).status_code == 401
+
+
+def test_incomplete_credentials_fail_at_start_up(tmp_path: Path) -> None:
+    from adapters.teams.http import gateway_for
+    from bot.errors import ConfigError
+
+    no_password = Services(Settings(data_dir=tmp_path, microsoft_app_id=APP_ID, _env_file=None))  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="MicrosoftAppPassword"):
+        gateway_for(no_password)
+    no_tenant = Services(Settings(data_dir=tmp_path, microsoft_app_id=APP_ID, microsoft_app_password="s",  # type: ignore[call-arg]
+                                  microsoft_app_type="SingleTenant", _env_file=None))
+    with pytest.raises(ConfigError, match="MicrosoftAppTenantId"):
+        gateway_for(no_tenant)

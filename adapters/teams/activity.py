@@ -77,7 +77,7 @@ def strip_bot_mention(text: str, entities: object, bot_id: str) -> tuple[str, bo
         tag = _str(entity.get("text"))
         if tag:
             text = text.replace(tag, " ")
-    # Teams sometimes omits the entity text; drop any <at> tag left for the bot's own name.
+    # Other people's mentions keep their names; plain_text drops the <at> tags around them.
     return plain_text(text), mentioned
 
 

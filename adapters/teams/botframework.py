@@ -35,6 +35,7 @@ from adapters.teams.protocol import (
     Unauthorized,
     WireActivity,
 )
+from bot.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,10 @@ class BotFrameworkGateway:
     @property
     def adapter(self) -> CloudAdapter:
         if self._adapter is None:
-            auth = ConfigurationBotFrameworkAuthentication(_SdkConfiguration(self.config))
+            try:
+                auth = ConfigurationBotFrameworkAuthentication(_SdkConfiguration(self.config))
+            except Exception as exc:  # noqa: BLE001 - the SDK raises bare Exception for bad config
+                raise ConfigError(f"Teams (Bot Framework) settings: {exc}") from exc
             # No on_turn_error: without one the adapter re-raises, so the router (or the
             # background task) logs the failure once, with its traceback.
             self._adapter = CloudAdapter(auth)
@@ -144,8 +148,9 @@ class BotFrameworkGateway:
     async def authenticate(self, auth_header: str | None, activity: WireActivity) -> Authenticated:
         """Validate the bearer token for this activity (see the module docstring for why so broad)."""
         sdk_activity = Activity().deserialize(dict(activity))
+        adapter = self.adapter  # outside the try: a configuration error is not a bad token
         try:
-            result = await self.adapter.bot_framework_authentication.authenticate_request(
+            result = await adapter.bot_framework_authentication.authenticate_request(
                 # None, not "": the SDK only takes the "no header" branch for None.
                 sdk_activity, auth_header or None
             )

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -277,7 +277,7 @@ class TeamsBot:
             groups=groups,
         )
 
-    async def _events(self, question: Question) -> AsyncIterator[str | Answer]:
+    async def _events(self, question: Question) -> AsyncGenerator[str | Answer, None]:
         """AnswerService.stream (blocking: retrieval, models) run in a thread, as async events."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
@@ -307,7 +307,10 @@ class TeamsBot:
         events = self._events(question)
         # The typing indicator goes out while retrieval already runs in its thread.
         first = asyncio.ensure_future(anext(events))
-        await turn.send(render.typing_activity())
+        try:
+            await turn.send(render.typing_activity())
+        except Exception as exc:  # noqa: BLE001 - no typing dots is no reason to lose the answer
+            log.warning("teams: typing indicator failed: %s", exc)
         text, answer = "", None
         try:
             event: str | Answer = await first
@@ -324,6 +327,12 @@ class TeamsBot:
             log.error("teams: answering failed: %s", exc)
             await turn.send(render.text_activity(FAILED))
             return
+        except Exception:  # noqa: BLE001 - a bug must still get the asker a reply, and a traceback here
+            log.exception("teams: answering failed")
+            await turn.send(render.text_activity(FAILED))
+            return
+        finally:
+            await events.aclose()
         if answer is None:  # pragma: no cover - AnswerService always ends with an Answer
             await turn.send(render.text_activity(FAILED))
             return

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from adapters.factory import Services
 from adapters.teams.handler import TeamsBot
 from adapters.teams.protocol import ChannelGateway, ChannelUnavailable, Unauthorized
+from bot.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,11 @@ def gateway_for(services: Services) -> ChannelGateway:
 
     s = services.settings
     password = s.microsoft_app_password.get_secret_value() if s.microsoft_app_password else ""
+    # Checked here so a misconfigured bot fails at start-up, not with a 500 on each request.
+    if s.microsoft_app_id and s.microsoft_app_type != "UserAssignedMSI" and not password:
+        raise ConfigError("MicrosoftAppId is set but MicrosoftAppPassword is not")
+    if s.microsoft_app_type in ("SingleTenant", "UserAssignedMSI") and s.microsoft_app_id and not s.microsoft_app_tenant_id:
+        raise ConfigError(f"MicrosoftAppType={s.microsoft_app_type} needs MicrosoftAppTenantId")
     return BotFrameworkGateway(
         BotFrameworkConfig(
             app_id=s.microsoft_app_id,
@@ -94,5 +100,4 @@ def teams_router(
         bot.spawn(gateway.run(auth, activity, bot.on_turn), name=f"teams {activity['type']} turn")
         return Response(status_code=201)
 
-    router.teams_bot = bot  # type: ignore[attr-defined]  # reachable for tests and shutdown
     return router
