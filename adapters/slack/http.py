@@ -1,0 +1,43 @@
+"""Slack over HTTP: ``POST /slack/events`` for events, slash commands and interactivity.
+
+bolt verifies the signature (``v0=`` HMAC of ``v0:{timestamp}:{body}``) and rejects
+timestamps older than 5 minutes with 401. ``App.dispatch`` is synchronous and waits for the
+listener's ``ack()``, so it runs in a worker thread: the event loop keeps serving other
+requests while one is being acknowledged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request, Response
+from slack_bolt import BoltRequest
+from starlette.concurrency import run_in_threadpool
+
+from adapters.slack.app import SlackBot, bot_from_services
+
+if TYPE_CHECKING:
+    from adapters.factory import Services
+
+
+def slack_router(services: Services, bot: SlackBot | None = None) -> APIRouter:
+    """A router serving ``POST /slack/events`` with the Slack app for ``services`` (or ``bot``)."""
+    slack = bot or bot_from_services(services)
+    router = APIRouter()
+
+    @router.post("/slack/events", include_in_schema=False)
+    async def slack_events(request: Request) -> Response:
+        body = (await request.body()).decode("utf-8")
+        bolt_request = BoltRequest(
+            body=body,
+            query=str(request.query_params),
+            headers={k: [v] for k, v in request.headers.items()},
+        )
+        result = await run_in_threadpool(slack.app.dispatch, bolt_request)
+        return Response(
+            status_code=result.status,
+            content=result.body,
+            headers=result.first_headers_without_set_cookie(),
+        )
+
+    return router

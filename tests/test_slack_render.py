@@ -1,0 +1,150 @@
+"""Answer → Block Kit and the small text helpers of the Slack adapter (pure functions)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from adapters.slack.app import clean_text, parse_ingest_target
+from adapters.slack.render import (
+    ACTION_VOTE_DOWN,
+    ACTION_VOTE_UP,
+    MAX_BLOCKS,
+    MAX_SECTION_CHARS,
+    ago,
+    escape,
+    render_answer,
+    split_text,
+    to_mrkdwn,
+)
+from bot.answering import DECLINE_TEXT
+from bot.types import Answer, Citation, Decision, Question
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def citation(
+    n: int, url: str = "https://kb.example.com/a", days: float = 3, title: str = "Guide"
+) -> Citation:
+    return Citation(n, f"c{n}", f"d{n}", title, (title, "Setup"), url, NOW - timedelta(days=days))
+
+
+def answer(text: str, *citations: Citation, decision: Decision = Decision.ANSWERED, note: str = "") -> Answer:
+    return Answer("a" * 32, Question("q"), text, decision, 0.8, citations, note=note)
+
+
+def all_text(blocks: object) -> str:
+    return json.dumps(blocks, ensure_ascii=False)
+
+
+def test_user_text_is_escaped_so_it_cannot_ping_or_link() -> None:
+    assert escape("a < b & c > d") == "a &lt; b &amp; c &gt; d"
+    rendered = to_mrkdwn("Use <!channel> & <@U123> or <https://evil.example|click>")
+    assert "<!channel>" not in rendered and "<@U123>" not in rendered and "<https://evil" not in rendered
+    assert "&lt;!channel&gt;" in rendered and "&amp;" in rendered
+
+
+def test_markdown_subset_becomes_mrkdwn_and_citations_link_to_sources() -> None:
+    text = to_mrkdwn(
+        "**Reset** it at [the portal](https://id.example.com/a?b=1&c=2) [1]\n- step one", [citation(1)]
+    )
+    assert text.startswith("*Reset*")
+    assert "<https://id.example.com/a?b=1&c=2|the portal>" in text
+    assert "<https://kb.example.com/a|[1]>" in text
+    assert "• step one" in text
+
+
+def test_an_answer_has_text_numbered_sources_with_age_buttons_and_fallback() -> None:
+    local = citation(2, url="file:///srv/kb/vpn.md", days=40, title="VPN | access")
+    [message] = render_answer(answer("Do this [1] and that [2].", citation(1), local), NOW)
+    body = all_text(message.blocks)
+    assert "*Sources*" in body
+    assert "1. <https://kb.example.com/a|Guide> · Setup · updated 3 days ago" in body
+    assert "2. VPN ¦ access" in body and "file://" not in body  # no link Slack couldn't open
+    assert "updated 1 month ago" in body
+    actions = [b for b in message.blocks if b["type"] == "actions"][0]["elements"]
+    assert [(a["action_id"], a["value"]) for a in actions] == [
+        (ACTION_VOTE_UP, "a" * 32),
+        (ACTION_VOTE_DOWN, "a" * 32),
+    ]
+    assert message.text.startswith("Do this [1] and that [2].") and "Sources: [1] Guide" in message.text
+
+
+def test_a_declined_answer_says_so_and_lists_the_closest_sources() -> None:
+    declined = answer(DECLINE_TEXT + " These sources look related:", citation(1), decision=Decision.DECLINED)
+    [message] = render_answer(declined, NOW)
+    body = all_text(message.blocks)
+    assert "couldn't find this in the knowledge base" in body and "*Closest sources*" in body
+    [bare] = render_answer(answer(DECLINE_TEXT, decision=Decision.DECLINED), NOW)
+    assert "Sources" not in all_text(bare.blocks)
+
+
+def test_a_note_is_shown_as_context() -> None:
+    [message] = render_answer(answer("x [1]", citation(1), note="OpenAI was unavailable"), NOW)
+    assert any(b["type"] == "context" and "OpenAI was unavailable" in all_text(b) for b in message.blocks)
+
+
+def test_long_answers_are_split_within_slack_limits() -> None:
+    paragraph = "This sentence is about setting things up properly. " * 30  # ~1,500 characters
+    long = answer("\n\n".join([paragraph] * 120) + " [1]", citation(1))  # ~180,000 characters
+    messages = render_answer(long, NOW)
+    assert len(messages) > 1
+    for m in messages:
+        assert 0 < len(m.blocks) <= MAX_BLOCKS and m.text
+        for block in m.blocks:
+            if block["type"] == "section":
+                assert len(block["text"]["text"]) <= MAX_SECTION_CHARS
+    rebuilt = " ".join(b["text"]["text"] for m in messages for b in m.blocks if b["type"] == "section")
+    assert rebuilt.count("This sentence is about") == 30 * 120
+    assert messages[-1].blocks[-1]["type"] == "actions"  # the buttons close the answer
+
+
+def test_split_text_prefers_gentle_boundaries_and_keeps_links_whole() -> None:
+    text = "word " * 500 + "<https://kb.example.com/" + "x" * 50 + "|a link> " + "tail " * 300
+    pieces = split_text(text, 2600)
+    assert all(len(p) <= 2600 for p in pieces)
+    assert all(p.count("<") == p.count(">") for p in pieces)
+    assert " ".join(pieces).split() == text.split()
+
+
+@pytest.mark.parametrize(
+    ("delta", "expected"),
+    [
+        (timedelta(seconds=5), "just now"),
+        (timedelta(minutes=1), "1 minute ago"),
+        (timedelta(hours=5), "5 hours ago"),
+        (timedelta(days=1), "1 day ago"),
+        (timedelta(days=400), "1 year ago"),
+    ],
+)
+def test_ago(delta: timedelta, expected: str) -> None:
+    assert ago(NOW - delta, NOW) == expected
+    assert ago(None, NOW) == ""
+
+
+def test_clean_text_removes_the_bot_mention_and_slack_markup() -> None:
+    raw = "<@UBOT> how do I use <https://x.example/a|the portal> in <#C1|general>? a &lt; b &amp; <@U2>"
+    assert clean_text(raw, "UBOT") == "how do I use the portal in #general? a < b & <@U2>"
+    assert clean_text("<@UBOT|supportbot>", "UBOT") == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "target"),
+    [
+        ("https://help.example.com/guide", "https://help.example.com/guide"),
+        ("<https://help.example.com/guide>", "https://help.example.com/guide"),
+        ("<https://help.example.com|help.example.com>", "https://help.example.com"),
+        (" handbook ", "handbook"),
+        ("confluence:ENG", "confluence:ENG"),
+        ("", None),
+        ("ftp://x.example", None),
+        ("https://", None),
+        ("http:///path", None),
+        ("a b", None),
+        ("../etc/passwd", None),
+    ],
+)
+def test_parse_ingest_target(text: str, target: str | None) -> None:
+    assert parse_ingest_target(text)[0] == target
