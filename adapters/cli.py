@@ -272,6 +272,22 @@ def serve(
 # -- commands added by the chat adapters and the workers go below this line --
 
 
+@app.command("slack")
+def slack() -> None:
+    """Run the Slack app in Socket Mode (needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN; no public URL)."""
+    import logging
+
+    from adapters.slack.socket import run_socket_mode
+
+    services = _services()
+    logging.basicConfig(level=services.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run_socket_mode(services)
+    except SupportbotError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
 @app.command("teams-package")
 def teams_package(
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the zip")] = Path("dist/supportbot-teams.zip"),
