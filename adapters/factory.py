@@ -211,6 +211,7 @@ class Services:
             ResumableDocumentStore(s.sqlalchemy_url),
             chunk_size=s.chunk_size,
             chunk_overlap=s.chunk_overlap,
+            batch_chunks=s.sync_batch_chunks,
         )
 
     @cached_property

@@ -125,6 +125,7 @@ class Settings(BaseSettings):
     retry_backoff_max_s: int = Field(default=600, ge=1)
     visibility_timeout_s: int | None = Field(default=None, ge=1)  # default: sync_time_limit_s + 5 minutes
     sync_check_interval_s: float = Field(default=60.0, gt=0)  # how often beat looks for due sources
+    sync_batch_chunks: int = Field(default=64, ge=1)  # chunks embedded per batch (and so per checkpoint)
 
     # --- access ------------------------------------------------------------------------------
     # JSON objects: {"slack:C0123": ["staff"], "teams:*": []} and {"slack:U0123": ["staff", "hr"]}

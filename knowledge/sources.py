@@ -75,12 +75,13 @@ class SourceDocument:
 class SyncStateStore(Protocol):
     """Per-source sync state: the run in progress and the per-item checkpoint.
 
-    ``begin_sync`` returns the unfinished run id of the source if there is one (a resume),
-    else records and returns ``new_run_id``. ``save_documents``/``delete_documents`` are
+    ``begin_sync`` returns (the source's unfinished run id, True) if a sync of it was
+    interrupted (a resume; it may equal ``new_run_id`` when the same task is redelivered),
+    else records ``new_run_id`` as started and returns (``new_run_id``, False). ``save_documents``/``delete_documents`` are
     idempotent. Raises ProviderUnavailable when the database cannot be reached.
     """
 
-    def begin_sync(self, source_id: str, new_run_id: str) -> str: ...
+    def begin_sync(self, source_id: str, new_run_id: str) -> tuple[str, bool]: ...
 
     def finish_sync(self, source_id: str, run_id: str, summary: str) -> None: ...
 
@@ -132,6 +133,8 @@ class _Tracker:
     progress: SyncProgress
     total: int
     batch: int = 200
+    every_s: float = 2.0  # checkpoint at least this often, so a crash loses little work
+    last_flush: float = field(default_factory=time.monotonic)
     done: int = 0
     waiting: dict[str, tuple[RemoteItem, set[str], tuple[str, ...]]] = field(default_factory=dict)
     owner: dict[str, str] = field(default_factory=dict)  # doc id -> external id
@@ -164,13 +167,14 @@ class _Tracker:
         item, _, doc_ids = self.waiting.pop(external)
         self.finished.append(SourceDocument(external, doc_ids, item.marker, self.embedder, self.run_id))
         self.step(external)
-        if len(self.finished) >= self.batch:
+        if len(self.finished) >= self.batch or time.monotonic() - self.last_flush >= self.every_s:
             self.flush()
 
     def flush(self) -> None:
         if self.finished:
             self.store.save_documents(self.source_id, self.finished)
             self.finished = []
+        self.last_flush = time.monotonic()
 
 
 class Syncer:
@@ -197,8 +201,7 @@ class Syncer:
         """
         started = time.perf_counter()
         note = progress or (lambda _done, _total, _current: None)
-        active = self.state.begin_sync(source.id, run_id)
-        resumed = active != run_id
+        active, resumed = self.state.begin_sync(source.id, run_id)
         known = self.state.documents(source.id)
         embedder = self.ingestor.embedder.name
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.errors import ProviderUnavailable, SourceError, UnsafeURLError
-from knowledge.fetch import FetchPolicy, Fetcher, SourceGone, SourceUnavailable, check_url
+from knowledge.fetch import Fetcher, FetchPolicy, SourceGone, SourceUnavailable, check_url
 from tests.fakes.connectors_server import WebsiteFake
 
 LOCAL = FetchPolicy(allow_hosts=frozenset({"127.0.0.1"}), timeout_s=5)
@@ -79,7 +79,10 @@ def test_a_name_resolving_to_a_private_address_is_refused() -> None:
         check_url("https://intranet.example/wiki", FetchPolicy(), resolve=lambda h, p: resolve[h])
     with pytest.raises(UnsafeURLError, match="172.16.0.9"):  # any private answer refuses the name
         check_url("https://mixed.example/", FetchPolicy(), resolve=lambda h, p: resolve[h])
-    assert check_url("https://public.example/", FetchPolicy(), resolve=lambda h, p: ["93.184.215.14"]) == "93.184.215.14"
+    assert (
+        check_url("https://public.example/", FetchPolicy(), resolve=lambda h, p: ["93.184.215.14"])
+        == "93.184.215.14"
+    )
 
 
 def test_the_allow_list_exempts_listed_hosts_only() -> None:

@@ -133,6 +133,12 @@ def source_lock(source_id: str, wait_s: float) -> Iterator[bool]:
             lock.release()
 
 
+def _already_done(job_id: str) -> str | None:
+    """The summary of a job that already finished: a redelivered message (acks_late) is a no-op."""
+    status = jobs().status(job_id)
+    return status.summary if status.state == "done" else None
+
+
 def _sync(source: Source, job_id: str) -> str:
     jobs().running(job_id)
     wait_s = min(600.0, settings.sync_time_limit_s / 2)
@@ -154,6 +160,8 @@ def _sync(source: Source, job_id: str) -> str:
 )
 def sync_source(self: Task, source_ref: str, job_id: str) -> str:
     """Sync one registered source (by id or name) into the index."""
+    if (finished := _already_done(job_id)) is not None:
+        return finished
     source = services().source_store.get(source_ref)
     if source is None:
         raise SourceError(source_ref, "no such source (see supportbot sources list)")
@@ -170,6 +178,8 @@ def sync_source(self: Task, source_ref: str, job_id: str) -> str:
 )
 def ingest(self: Task, target: str, job_id: str) -> str:
     """Ingest one URL or file (under the data directory), or sync the registered source named ``target``."""
+    if (finished := _already_done(job_id)) is not None:
+        return finished
     svc = services()
     source = svc.source_store.get(target)
     if source is not None:

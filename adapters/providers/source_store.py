@@ -137,14 +137,14 @@ class SqlSourceStore:
         return claimed
 
     # --- SyncStateStore --------------------------------------------------------------------------
-    def begin_sync(self, source_id: str, new_run_id: str) -> str:
+    def begin_sync(self, source_id: str, new_run_id: str) -> tuple[str, bool]:
         with self.engine.begin() as conn:
             current = conn.execute(sa.select(sources.c.run_id).where(sources.c.id == source_id)).scalar()
             run_id = current or new_run_id
             conn.execute(
                 sa.update(sources).where(sources.c.id == source_id).values(run_id=run_id, status="running")
             )
-        return str(run_id)
+        return str(run_id), current is not None
 
     def finish_sync(self, source_id: str, run_id: str, summary: str) -> None:
         now = datetime.now(UTC)

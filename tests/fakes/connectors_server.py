@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 @dataclass
 class Hit:
+    at: float
     method: str
     path: str
     query: dict[str, list[str]]
@@ -53,6 +55,7 @@ class FakeServer:
         self.hits: list[Hit] = []
         self.pages: dict[str, Page] = {}
         self.page_size = 2
+        self.delay_s = 0.0  # added to every reply: makes a sync slow enough to interrupt
         self._faults: list[Reply] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -88,6 +91,7 @@ class FakeServer:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("content-length") or 0)
                 hit = Hit(
+                    time.monotonic(),
                     self.command,
                     parts.path,
                     parse_qs(parts.query),
@@ -97,6 +101,8 @@ class FakeServer:
                 with fake._lock:
                     fake.hits.append(hit)
                     fault = fake._faults.pop(0) if fake._faults else None
+                if fake.delay_s:
+                    time.sleep(fake.delay_s)
                 if fault is not None:
                     status, headers, body = fault
                 elif not fake.authorized(hit.headers):
@@ -155,14 +161,19 @@ class ConfluenceFake(FakeServer):
                     "id": pid,
                     "title": self.pages[pid].title,
                     "status": "current",
-                    "version": {"number": self.pages[pid].version, "createdAt": f"2024-01-0{min(9, self.pages[pid].version)}T00:00:00Z"},
+                    "version": {
+                        "number": self.pages[pid].version,
+                        "createdAt": f"2024-01-0{min(9, self.pages[pid].version)}T00:00:00Z",
+                    },
                     "_links": {"webui": f"/spaces/{self.space_key}/pages/{pid}"},
                 }
                 for pid in ids[start : start + size]
             ]
             links: dict[str, str] = {"base": self.url + "/wiki"}
             if start + size < len(ids):
-                links["next"] = f"/wiki/api/v2/spaces/{self.space_id}/pages?limit={size}&cursor={start + size}"
+                links["next"] = (
+                    f"/wiki/api/v2/spaces/{self.space_id}/pages?limit={size}&cursor={start + size}"
+                )
             return json_reply({"results": results, "_links": links})
         if hit.path.startswith("/wiki/api/v2/pages/"):
             pid = hit.path.rsplit("/", 1)[-1]
@@ -214,8 +225,18 @@ class ZendeskFake(FakeServer):
             for aid in ids[start : start + size]
         ]
         more = start + size < len(ids)
-        links = {"next": f"{self.url}/api/v2/help_center/articles.json?page[size]={size}&page[after]={start + size}" if more else None}
-        return json_reply({"articles": articles, "meta": {"has_more": more, "after_cursor": str(start + size)}, "links": links})
+        links = {
+            "next": f"{self.url}/api/v2/help_center/articles.json?page[size]={size}&page[after]={start + size}"
+            if more
+            else None
+        }
+        return json_reply(
+            {
+                "articles": articles,
+                "meta": {"has_more": more, "after_cursor": str(start + size)},
+                "links": links,
+            }
+        )
 
 
 class GitHubFake(FakeServer):
@@ -237,7 +258,10 @@ class GitHubFake(FakeServer):
             return json_reply({"full_name": self.repo, "default_branch": "main"})
         if hit.path == f"{base}/git/trees/main":
             tree = [{"path": "docs", "type": "tree", "sha": "t0"}]
-            tree += [{"path": p, "type": "blob", "sha": self._sha(p), "size": len(self.pages[p].body)} for p in sorted(self.pages)]
+            tree += [
+                {"path": p, "type": "blob", "sha": self._sha(p), "size": len(self.pages[p].body)}
+                for p in sorted(self.pages)
+            ]
             return json_reply({"sha": "root", "tree": tree, "truncated": False})
         if hit.path.startswith(f"{base}/contents/"):
             path = hit.path[len(f"{base}/contents/") :]
@@ -270,29 +294,54 @@ class NotionFake(FakeServer):
                     "url": f"https://www.notion.so/{pid}",
                     "last_edited_time": f"2024-03-{self.pages[pid].version:02d}T00:00:00.000Z",
                     "archived": False,
-                    "properties": {"Name": {"type": "title", "title": [{"plain_text": self.pages[pid].title}]}},
+                    "properties": {
+                        "Name": {"type": "title", "title": [{"plain_text": self.pages[pid].title}]}
+                    },
                 }
                 for pid in ids[start : start + size]
             ]
             more = start + size < len(ids)
-            return json_reply({"object": "list", "results": results, "has_more": more, "next_cursor": str(start + size) if more else None})
+            return json_reply(
+                {
+                    "object": "list",
+                    "results": results,
+                    "has_more": more,
+                    "next_cursor": str(start + size) if more else None,
+                }
+            )
         if hit.path.startswith("/v1/blocks/") and hit.path.endswith("/children"):
             pid = hit.path.split("/")[3]
             page = self.pages.get(pid)
             if page is None:
                 return json_reply({"object": "error", "status": 404}, 404)
-            blocks = [{"id": f"{pid}-h", "type": "heading_2", "has_children": False,
-                       "heading_2": {"rich_text": [{"plain_text": page.title}]}}]
+            blocks = [
+                {
+                    "id": f"{pid}-h",
+                    "type": "heading_2",
+                    "has_children": False,
+                    "heading_2": {"rich_text": [{"plain_text": page.title}]},
+                }
+            ]
             blocks += [
-                {"id": f"{pid}-{i}", "type": "paragraph", "has_children": False,
-                 "paragraph": {"rich_text": [{"plain_text": para}]}}
+                {
+                    "id": f"{pid}-{i}",
+                    "type": "paragraph",
+                    "has_children": False,
+                    "paragraph": {"rich_text": [{"plain_text": para}]},
+                }
                 for i, para in enumerate(page.body.split("\n\n"))
             ]
             start = int(hit.query.get("start_cursor", ["0"])[0])
             size = self.page_size
             more = start + size < len(blocks)
-            return json_reply({"object": "list", "results": blocks[start : start + size], "has_more": more,
-                               "next_cursor": str(start + size) if more else None})
+            return json_reply(
+                {
+                    "object": "list",
+                    "results": blocks[start : start + size],
+                    "has_more": more,
+                    "next_cursor": str(start + size) if more else None,
+                }
+            )
         return json_reply({"object": "error", "status": 404}, 404)
 
 
