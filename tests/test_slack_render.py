@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +149,20 @@ def test_clean_text_removes_the_bot_mention_and_slack_markup() -> None:
 )
 def test_parse_ingest_target(text: str, target: str | None) -> None:
     assert parse_ingest_target(text)[0] == target
+
+
+def test_the_manifest_declares_what_the_app_uses() -> None:
+    import yaml
+
+    from adapters.slack import app as slack_app
+
+    manifest = yaml.safe_load((Path(slack_app.__file__).parent / "manifest.yaml").read_text())
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
+    commands = {c["command"] for c in manifest["features"]["slash_commands"]}
+    assert {"/ask", "/ingest"} <= commands
+    assert {"app_mention", "message.channels", "message.im", "reaction_added"} <= events
+    needed = {"app_mentions:read", "chat:write", "commands", "channels:history", "im:history"}
+    assert needed | {"reactions:read", "reactions:write", "usergroups:read"} <= scopes
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
+    assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
