@@ -36,6 +36,6 @@ def run_socket_mode(services: Services) -> None:
     handler = socket_handler(bot, token.get_secret_value())
     log.info("Slack Socket Mode: connecting")
     try:
-        handler.start()
+        handler.start()  # type: ignore[no-untyped-call]  # bolt leaves start() unannotated
     finally:
         bot.close()
