@@ -17,7 +17,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/supportbot ingest README.md docs
-	$(BIN)/supportbot chat
+	$(BIN)/supportbot serve --open
 
 test: $(STAMP)
 	bash tests/run.sh

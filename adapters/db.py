@@ -140,3 +140,15 @@ source_documents = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# --- reviews of declined and down-voted answers, for the golden set (migration 0004) ------------
+
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("answer_id", sa.String(64), sa.ForeignKey("answers.id"), primary_key=True),
+    sa.Column("verdict", sa.String(16), nullable=False),  # "passages" | "unanswerable"
+    sa.Column("passages", sa.Text, nullable=False),  # JSON list: chunk_id, doc_id, title, text
+    sa.Column("reviewer", sa.String(256), nullable=False),
+    sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)

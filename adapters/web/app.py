@@ -3,6 +3,9 @@
 ``create_app(services)`` mounts each chat platform that is configured:
 Slack at ``POST /slack/events`` (when a signing secret is set), Teams at
 ``POST /api/messages`` (always: with no Microsoft app id it runs in local/emulator mode).
+It also serves the web chat (``GET /``, ``/api/ask``, ``/api/feedback``; see
+``adapters/web/chat.py``), the admin pages (``/login``, ``/admin``, ``/api/admin/*``; see
+``adapters/web/admin.py``), ``GET /healthz`` and ``GET /metrics``.
 """
 
 from __future__ import annotations
@@ -10,14 +13,57 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.factory import Services
+from adapters.providers.review_store import SqlReviewStore
+from adapters.web.admin import admin_router
+from adapters.web.auth import WebAuth
+from adapters.web.chat import chat_router
+from adapters.web.observability import observability_router
+from adapters.web.pages import STATIC
 
 log = logging.getLogger(__name__)
 
+# The pages load only their own scripts and styles: no CDN, no inline script, no framing.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+class SecurityHeaders:
+    """ASGI middleware adding nosniff and referrer headers, and for HTML pages the CSP and no framing.
+
+    Plain ASGI (not BaseHTTPMiddleware) so streamed answers pass through unbuffered.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "same-origin")
+                if headers.get("content-type", "").startswith("text/html"):
+                    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+                    headers.setdefault("X-Frame-Options", "DENY")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
 
 def create_app(services: Services) -> FastAPI:
-    app = FastAPI(title="supportbot", docs_url=None, redoc_url=None)
+    """The FastAPI app for ``services``: chat platforms, web chat, admin pages, health and metrics."""
+    app = FastAPI(title="supportbot", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
     settings = services.settings
 
@@ -31,13 +77,17 @@ def create_app(services: Services) -> FastAPI:
 
     app.include_router(teams_router(services))
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, object]:
-        checks: dict[str, str] = {}
-        try:
-            checks["index"] = f"ok ({services.index.count()} chunks)"
-        except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
-            checks["index"] = f"error: {type(exc).__name__}"
-        return {"ok": all(v.startswith("ok") for v in checks.values()), "checks": checks}
+    auth = WebAuth(settings)
+    reviews = SqlReviewStore(settings.sqlalchemy_url)
+    app.state.web_auth = auth
+    app.state.review_store = reviews
+    if auth.enabled and not auth.persistent_secret:
+        log.info("SUPPORTBOT_SESSION_SECRET is not set: admin sessions end when the server restarts")
 
+    app.include_router(observability_router(services, reviews))
+    app.include_router(chat_router(services, auth))
+    app.include_router(admin_router(services, auth, reviews))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    app.add_middleware(SecurityHeaders)
     return app

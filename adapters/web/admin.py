@@ -1,0 +1,326 @@
+"""The admin page, the login page and the admin JSON API (all behind the admin password).
+
+Pages: ``GET /login`` (says so when no admin password is configured), ``POST /login``,
+``POST /logout``, ``GET /admin``. API under ``/api/admin/``: ``summary`` (per-day counts),
+``sources`` and ``sources/{name}/sync``, ``gaps``, ``worst``, ``queue``, ``search``,
+``reviews`` and ``export.zip``. Reads need the session cookie; changes also need the CSRF
+token (``X-CSRF-Token``). Traces and exports come from the stored answers; the index search
+here is unrestricted, which is why it is admin-only.
+"""
+
+import logging
+import threading
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, Field
+
+from adapters.factory import Services
+from adapters.providers.review_store import (
+    RatedAnswer,
+    Review,
+    ReviewedPassage,
+    SqlReviewStore,
+    beir_zip,
+)
+from adapters.web.auth import Session, WebAuth
+from adapters.web.insights import group_questions
+from adapters.web.pages import render
+from bot.errors import ProviderRejected, SupportbotError
+from bot.serialize import answer_to_dict
+from bot.types import UNRESTRICTED
+
+log = logging.getLogger(__name__)
+
+
+class PassageIn(BaseModel):
+    """A passage marked as one that should have been found (as the admin search showed it)."""
+
+    chunk_id: str = Field(min_length=1, max_length=1024)
+    doc_id: str = Field(default="", max_length=1024)
+    title: str = Field(default="", max_length=2000)
+    text: str = Field(min_length=1, max_length=50_000)
+
+
+class ReviewIn(BaseModel):
+    """A reviewer's verdict on one queue item."""
+
+    answer_id: str = Field(min_length=1, max_length=64)
+    verdict: Literal["passages", "unanswerable"]
+    passages: list[PassageIn] = Field(default_factory=list, max_length=50)
+
+
+def _safe_next(value: str) -> str:
+    # Only local paths: never redirect to another site after signing in.
+    return value if value.startswith("/") and not value.startswith("//") and "\\" not in value else "/admin"
+
+
+def _rated(item: RatedAnswer) -> dict[str, Any]:
+    return {
+        "answer": answer_to_dict(item.answer),
+        "up": item.up,
+        "down": item.down,
+        "review": None if item.review is None else _review(item.review),
+    }
+
+
+def _review(review: Review) -> dict[str, Any]:
+    return {
+        "verdict": review.verdict,
+        "passages": [asdict(p) for p in review.passages],
+        "reviewer": review.reviewer,
+        "reviewed_at": None if review.reviewed_at is None else review.reviewed_at.isoformat(),
+    }
+
+
+def admin_router(services: Services, auth: WebAuth, reviews: SqlReviewStore) -> APIRouter:
+    """The router serving the login and admin pages and the admin API."""
+    router = APIRouter()
+    admin = Annotated[Session, Depends(auth.require_admin)]
+    admin_change = Annotated[Session, Depends(auth.require_admin_csrf)]
+    jobs: dict[str, str] = {}  # source id -> the last sync job started from this page
+    jobs_lock = threading.Lock()
+
+    # --- login -----------------------------------------------------------------------------------
+    @router.get("/login", include_in_schema=False)
+    def login_page(request: Request, next: str = "/admin", error: str = "") -> Response:
+        if auth.enabled and auth.session(request) is not None:
+            return RedirectResponse(_safe_next(next), status_code=303)
+        notice = (
+            ""
+            if auth.enabled
+            else (
+                "There are no admin pages: no admin password is configured. "
+                "Set SUPPORTBOT_ADMIN_PASSWORD (and SUPPORTBOT_SESSION_SECRET to keep sessions across restarts) "
+                "and restart the server."
+            )
+        )
+        return render(
+            "login.html",
+            config={"enabled": auth.enabled},
+            next=_safe_next(next),
+            notice=notice,
+            error=error,
+            disabled="" if auth.enabled else "disabled",
+            status_code=200 if auth.enabled else 404,
+        )
+
+    @router.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        if not auth.enabled:
+            raise HTTPException(404, "no admin pages: SUPPORTBOT_ADMIN_PASSWORD is not set")
+        client = request.client.host if request.client else "unknown"
+        if auth.throttle.blocked(client):
+            return render(
+                "login.html",
+                config={"enabled": True},
+                next="/admin",
+                notice="",
+                error="Too many failed attempts; wait a few minutes.",
+                disabled="",
+                status_code=429,
+            )
+        raw = (await request.body())[:10_000].decode("utf-8", "replace")
+        form = parse_qs(raw, keep_blank_values=True)
+        password = (form.get("password") or [""])[0]
+        target = _safe_next((form.get("next") or ["/admin"])[0])
+        if not auth.check_password(password):
+            auth.throttle.failed(client)
+            log.warning("failed admin sign-in from %s", client)
+            return render(
+                "login.html",
+                config={"enabled": True},
+                next=target,
+                notice="",
+                error="Wrong password.",
+                disabled="",
+                status_code=401,
+            )
+        response = RedirectResponse(target, status_code=303)
+        auth.start_session(request, response)
+        return response
+
+    @router.post("/logout", include_in_schema=False)
+    def logout() -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        auth.end_session(response)
+        return response
+
+    # --- the page --------------------------------------------------------------------------------
+    @router.get("/admin", include_in_schema=False)
+    def admin_page(request: Request) -> Response:
+        if not auth.enabled:
+            raise HTTPException(404, "no admin pages: SUPPORTBOT_ADMIN_PASSWORD is not set")
+        session = auth.session(request)
+        if session is None:
+            return RedirectResponse("/login?next=/admin", status_code=303)
+        return render(
+            "admin.html", config={"csrf": session.csrf, "chat": services.settings.web_chat != "off"}
+        )
+
+    # --- API: reads ------------------------------------------------------------------------------
+    @router.get("/api/admin/summary")
+    def summary(_: admin, days: Annotated[int, Query(ge=1, le=365)] = 30) -> dict[str, Any]:
+        rows = reviews.daily_counts(days)
+        totals = {k: sum(getattr(r, k) for r in rows) for k in ("answered", "declined", "up", "down")}
+        return {
+            "days": [
+                {
+                    "day": r.day.isoformat(),
+                    "answered": r.answered,
+                    "declined": r.declined,
+                    "up": r.up,
+                    "down": r.down,
+                }
+                for r in rows
+            ],
+            "totals": totals,
+        }
+
+    @router.get("/api/admin/gaps")
+    def gaps(_: admin, limit: Annotated[int, Query(ge=1, le=2000)] = 500) -> dict[str, Any]:
+        declined = reviews.declined_questions(limit)
+        try:
+            groups = group_questions(declined, services.embedder)
+        except SupportbotError as exc:
+            raise HTTPException(503, f"could not embed the questions: {exc}") from None
+        return {
+            "declined": len(declined),
+            "gaps": [
+                {
+                    "question": g.question,
+                    "count": g.count,
+                    "examples": g.examples,
+                    "answer_ids": g.answer_ids[:50],
+                    "last_asked": None if g.last_asked is None else g.last_asked.isoformat(),
+                }
+                for g in groups
+            ],
+        }
+
+    @router.get("/api/admin/worst")
+    def worst(_: admin, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict[str, Any]:
+        return {"answers": [_rated(r) for r in reviews.worst_rated(limit)]}
+
+    @router.get("/api/admin/queue")
+    def queue(
+        _: admin, reviewed: bool = False, limit: Annotated[int, Query(ge=1, le=500)] = 100
+    ) -> dict[str, Any]:
+        return {"items": [_rated(r) for r in reviews.review_queue(limit, reviewed=reviewed)]}
+
+    @router.get("/api/admin/search")
+    def search(
+        _: admin,
+        q: Annotated[str, Query(min_length=1, max_length=500)],
+        k: Annotated[int, Query(ge=1, le=50)] = 10,
+    ) -> dict[str, Any]:
+        try:
+            hits = services.retriever.search(q, k, UNRESTRICTED).passages
+        except SupportbotError as exc:
+            raise HTTPException(503, f"search failed: {exc}") from None
+        return {
+            "passages": [
+                {
+                    "chunk_id": h.chunk.id,
+                    "doc_id": h.chunk.doc_id,
+                    "title": h.chunk.title,
+                    "heading_path": list(h.chunk.heading_path),
+                    "text": h.chunk.text,
+                    "url": h.chunk.url,
+                    "access": list(h.chunk.access),
+                    "score": round(h.score, 4),
+                }
+                for h in hits
+            ]
+        }
+
+    @router.get("/api/admin/export.zip")
+    def export(_: admin) -> Response:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+        return Response(
+            beir_zip(reviews.golden_set()),
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="supportbot-golden-{stamp}.zip"'},
+        )
+
+    @router.get("/api/admin/sources")
+    def sources(_: admin) -> dict[str, Any]:
+        try:
+            rows = services.source_store.list()
+        except SupportbotError as exc:
+            raise HTTPException(503, f"sources unavailable: {exc}") from None
+        out = []
+        for s in rows:
+            job: dict[str, Any] | None = None
+            with jobs_lock:
+                job_id = jobs.get(s.id)
+            if job_id is not None:
+                try:
+                    status = services.ingest_queue.status(job_id)
+                    job = asdict(status)
+                except SupportbotError as exc:
+                    job = {"id": job_id, "state": "unknown", "error": str(exc)}
+            out.append(
+                {
+                    "id": s.id,
+                    "name": s.name,
+                    "kind": s.kind,
+                    "status": s.status,
+                    "documents": s.documents,
+                    "interval_s": s.interval_s,
+                    "last_sync_at": None if s.last_sync_at is None else s.last_sync_at.isoformat(),
+                    "next_due_at": None if s.next_due_at is None else s.next_due_at.isoformat(),
+                    "last_summary": s.last_summary,
+                    "last_error": s.last_error,
+                    "job": job,
+                }
+            )
+        return {"sources": out, "queue": services.settings.redis_url is not None}
+
+    # --- API: changes ----------------------------------------------------------------------------
+    @router.post("/api/admin/sources/{name}/sync", status_code=202)
+    def sync_now(_: admin_change, name: str) -> dict[str, Any]:
+        source = services.source_store.get(name)
+        if source is None:
+            raise HTTPException(404, f"no source named {name!r}")
+        try:
+            queue = services.ingest_queue
+            enqueue = getattr(queue, "enqueue_sync", None)
+            if enqueue is None:  # an IngestQueue without the sync extension: ingest the source by name
+                job_id = queue.enqueue_ingest(source.name, requested_by="web:admin", notify={})
+            else:
+                job_id = enqueue(source.name, requested_by="web:admin")
+        except SupportbotError as exc:
+            raise HTTPException(503, f"could not queue the sync: {exc}") from None
+        with jobs_lock:
+            jobs[source.id] = job_id
+        return {"job_id": job_id, "source": source.name}
+
+    @router.post("/api/admin/reviews")
+    def save_review(_: admin_change, body: ReviewIn) -> dict[str, Any]:
+        review = Review(
+            answer_id=body.answer_id,
+            verdict=body.verdict,
+            passages=tuple(ReviewedPassage(p.chunk_id, p.doc_id, p.title, p.text) for p in body.passages),
+            reviewer="admin",
+        )
+        try:
+            reviews.save_review(review)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except ProviderRejected:
+            raise HTTPException(404, "no such answer") from None
+        stored = reviews.get_review(body.answer_id)
+        assert stored is not None
+        return {"ok": True, "review": _review(stored)}
+
+    @router.delete("/api/admin/reviews/{answer_id}")
+    def delete_review(_: admin_change, answer_id: str) -> dict[str, Any]:
+        reviews.delete_review(answer_id)
+        return {"ok": True}
+
+    return router
