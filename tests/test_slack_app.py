@@ -460,7 +460,8 @@ def test_ingest_acks_at_once_enqueues_and_reports_the_result(
     done = fake.wait_for(lambda: [r for r in fake.responses if "finished" in r.args.get("text", "")])
     assert "added 2, changed 1" in done[0].args["text"] and "failed 0" in done[0].args["text"]
     assert queue.jobs[0][0] == "https://help.example.com/guide"
-    assert queue.jobs[0][2]["user"] == "UADMIN" and queue.jobs[0][2]["response_url"] == url
+    assert queue.jobs[0][1] == "slack:UADMIN" and queue.jobs[0][2]["user"] == "UADMIN"
+    assert "response_url" not in queue.jobs[0][2]  # a capability URL is not stored with the job
     texts = [r.args["text"] for r in fake.responses if r.method.endswith("ingest-ok")]
     assert any("Queued" in t for t in texts) and any("1/3" in t for t in texts)
     assert all(
@@ -481,6 +482,36 @@ def test_ingest_reports_a_failed_job(
         ]
     )
     assert "404" in done.args["text"]
+
+
+def test_slash_command_and_button_acks_do_not_wait_for_the_work(
+    fake: FakeSlack, http: httpx.Client, app_url: str, queue: ScriptedQueue
+) -> None:
+    # The group lookup (a Slack call) and the enqueue happen after the ack; both are slow here.
+    fake.usergroups["SADMINS"] = ["USLOW"]
+    fake.delay("usergroups.users.list", 3.5)
+    fake.delay("chat.postEphemeral", 3.5)
+    try:
+        url = fake.response_url("slow-ingest")
+        started = time.perf_counter()
+        response = post(http, app_url, command_body("/ingest", "handbook", url, user="USLOW"), form=True)
+        assert response.status_code == 200 and time.perf_counter() - started < 1.0
+        click = block_action(ACTION_VOTE_UP, "no-such-answer", user="USLOW", channel="C150", message_ts="1.0")
+        started = time.perf_counter()
+        assert post(http, app_url, interaction_body(click), form=True).status_code == 200
+        assert time.perf_counter() - started < 1.0
+        # ... and the work still gets done afterwards.
+        fake.wait_for(
+            lambda: [
+                r for r in fake.responses if r.method.endswith("slow-ingest") and "finished" in r.args["text"]
+            ]
+        )
+        fake.wait_for(
+            lambda: [c for c in fake.calls_to("chat.postEphemeral") if c.args.get("user") == "USLOW"]
+        )
+    finally:
+        fake.delay("usergroups.users.list", 0)
+        fake.delay("chat.postEphemeral", 0)
 
 
 @pytest.mark.parametrize("text", ["", "   ", "ftp://files.example.com/x", "http://", "two words", "bad/name"])

@@ -627,7 +627,8 @@ class SlackBot:
                 "team": command.get("team_id", ""),
                 "channel": command.get("channel_id", ""),
                 "user": user,
-                "response_url": command.get("response_url", ""),
+                # Not the response_url: it is a capability (anyone holding it can post to the
+                # user), and job records are readable on the web page. The poller keeps it.
             }
             job_id = self.ingest_queue.enqueue_ingest(target, f"slack:{user}", notify)
         except Exception:
@@ -656,7 +657,7 @@ class SlackBot:
         deadline = self.clock() + self.ingest_timeout_s
         last_progress = self.clock()
         seen: tuple[object, ...] = ()
-        failures = 0
+        failures = unknown = 0
         while not self._stopping.is_set():
             try:
                 status = self.ingest_queue.status(job_id)
@@ -673,6 +674,10 @@ class SlackBot:
                 continue
             if status.finished:
                 budget.send(_result_text(target, status), final=True)
+                return
+            unknown = unknown + 1 if status.state == "unknown" else 0
+            if unknown * self.poll_interval_s > 120:  # the job record never appeared or expired
+                budget.send(f"I lost track of the ingest of `{escape(target)}` (job `{job_id}`).", final=True)
                 return
             now = self.clock()
             shown = (status.state, status.done, status.total)

@@ -29,6 +29,8 @@ def socket_handler(bot: SlackBot, app_token: str) -> SocketModeHandler:
 
 def run_socket_mode(services: Services) -> None:
     """Connect to Slack over Socket Mode and serve until interrupted."""
+    if services.settings.slack_mode == "http":
+        raise ConfigError("SUPPORTBOT_SLACK_MODE=http: Slack sends requests to `supportbot serve` instead")
     token = services.settings.slack_app_token
     if token is None:
         raise ConfigError("Socket Mode needs SLACK_APP_TOKEN (an app-level token with connections:write)")

@@ -56,6 +56,7 @@ class FakeSlack:
         self.ws_url = ""
         self._limits: dict[str, list[float]] = {}
         self._errors: dict[str, list[str]] = {}
+        self._delays: dict[str, float] = {}
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._base = int(time.time())
@@ -72,6 +73,11 @@ class FakeSlack:
         """Answer the next ``times`` calls of ``method`` with ``{"ok": false, "error": error}``."""
         with self._lock:
             self._errors.setdefault(method, []).extend([error] * times)
+
+    def delay(self, method: str, seconds: float) -> None:
+        """Answer every call of ``method`` only after ``seconds`` (0 to stop)."""
+        with self._lock:
+            self._delays[method] = seconds
 
     def next_ts(self) -> str:
         """A fresh message ts, later than every one handed out before."""
@@ -179,6 +185,9 @@ class FakeSlack:
             self._send(h, 200, b"ok", "text/plain")
             return
         method = split.path.removeprefix("/api/")
+        pause = self._delays.get(method, 0.0)
+        if pause:
+            time.sleep(pause)
         with self._lock:
             limit = self._limits.get(method)
             retry_after = limit.pop(0) if limit else None
