@@ -17,6 +17,7 @@ from bot.access import AccessResolver
 from bot.answering import AnswerService, DeclinePolicy
 from bot.errors import ConfigError
 from bot.extractive import ExtractiveGenerator
+from bot.feedback import FeedbackConfig, FeedbackRanker
 from bot.ports import AnswerStore, ChunkIndex, DocumentStore, Embedder, Generator, Reranker
 from bot.retrieval import RetrievalConfig, Retriever
 from knowledge.pipeline import Ingestor
@@ -165,6 +166,16 @@ class Services:
         return AccessResolver(
             {k: frozenset(v) for k, v in s.access_channel_groups.items()},
             {k: frozenset(v) for k, v in s.access_user_groups.items()},
+        )
+
+    @cached_property
+    def feedback_ranker(self) -> FeedbackRanker:
+        from adapters.providers.sql_store import SqlAnswerStore
+
+        store = self.answer_store
+        assert isinstance(store, SqlAnswerStore)
+        return FeedbackRanker(
+            store.vote_records, self.embedder, FeedbackConfig(enabled=self.settings.feedback_ranking)
         )
 
     @cached_property

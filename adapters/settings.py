@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     # --- retrieval ---------------------------------------------------------------------------
     top_k: int = Field(default=8, ge=1, le=50)
     candidates: int = Field(default=50, ge=5, le=500)
+    feedback_ranking: bool = True  # votes on earlier answers nudge the ranking of similar questions
 
     # --- generator ---------------------------------------------------------------------------
     generator: Literal["extractive", "openai", "llama-cpp"] = "extractive"
