@@ -57,7 +57,7 @@ class JobStore:
         values["updated_at"] = f"{time.time():.3f}"
         try:
             pipe = self.redis.pipeline()
-            pipe.hset(key, mapping=values)
+            pipe.hset(key, mapping=values)  # type: ignore[arg-type]  # redis-py's Mapping is invariant
             pipe.expire(key, JOB_TTL_S)
             pipe.execute()
         except redis.RedisError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -114,14 +115,14 @@ class SqlSourceStore:
             values.update(last_error=error[:2000], last_sync_at=datetime.now(UTC))
         self._update(source_id, values)
 
-    def claim_due(self, now: datetime | None = None) -> list[Source]:
+    def claim_due(self, now: datetime | None = None) -> builtins.list[Source]:
         """The sources due for a sync, their next due time moved on by their interval.
 
         Moving it in the same transaction means two beat ticks (or two schedulers) never
         enqueue one source twice for one interval.
         """
         now = now or datetime.now(UTC)
-        claimed: list[Source] = []
+        claimed: builtins.list[Source] = []
         with self.engine.begin() as conn:
             rows = conn.execute(
                 sa.select(sources).where(sources.c.interval_s.is_not(None), sources.c.next_due_at <= now)
