@@ -24,7 +24,9 @@ from knowledge.pipeline import Ingestor
 
 if TYPE_CHECKING:  # only for annotations: these are imported lazily where they are built
     from adapters.providers.source_store import SqlSourceStore
+    from adapters.resilience import RetryBudget
     from bot.ports import IngestQueue
+    from bot.ratelimit import RateLimiter, Throttle
     from knowledge.connectors import Connector
     from knowledge.fetch import Fetcher
     from knowledge.sources import Source, Syncer
@@ -106,9 +108,13 @@ class Services:
         key = _secret(s.cohere_api_key)
         if not key:
             raise ConfigError("SUPPORTBOT_RERANKER=cohere needs COHERE_API_KEY")
-        return CohereReranker(  # type: ignore[no-any-return]
-            cohere_client(key, s.cohere_base_url, s.provider_timeout_s), model=s.cohere_rerank_model
+        reranker = CohereReranker(
+            # max_retries=0: ResilientReranker owns the retries, within provider_retry_budget_s.
+            cohere_client(key, s.cohere_base_url, s.provider_timeout_s, max_retries=0), model=s.cohere_rerank_model
         )
+        from adapters.resilience import ResilientReranker
+
+        return ResilientReranker(reranker, None, self.retry_budget)
 
     @cached_property
     def document_store(self) -> DocumentStore:
@@ -133,8 +139,15 @@ class Services:
             key = _secret(s.openai_api_key)
             if not key and not s.openai_base_url:
                 raise ConfigError("SUPPORTBOT_GENERATOR=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL)")
-            return OpenAIGenerator(  # type: ignore[no-any-return]
-                openai_client(key or "unused", s.openai_base_url, s.provider_timeout_s), model=s.openai_model
+            from adapters.resilience import ResilientGenerator
+
+            return ResilientGenerator(
+                OpenAIGenerator(
+                    # max_retries=0: ResilientGenerator owns the retries, within provider_retry_budget_s.
+                    openai_client(key or "unused", s.openai_base_url, s.provider_timeout_s, max_retries=0),
+                    model=s.openai_model,
+                ),
+                self.retry_budget,
             )
         from adapters.providers.llama_cpp_generator import LlamaCppGenerator
 
@@ -148,7 +161,7 @@ class Services:
         return AnswerService(
             self.retriever,
             self.generator,
-            self.answer_store,
+            self.resilient_answer_store,
             policy=self.decline_policy,
             fallback=fallback,
             k=self.settings.top_k,
@@ -181,7 +194,15 @@ class Services:
     @cached_property
     def retriever(self) -> Retriever:
         config = replace(RetrievalConfig(), candidates=self.settings.candidates)
-        return Retriever(self.embedder, self.index, self.reranker, config)
+        from adapters.resilience import ResilientEmbedder, ResilientIndex
+
+        # Query-path reads are retried within the budget; ingest writes go to the raw providers.
+        return Retriever(
+            ResilientEmbedder(self.embedder, self.retry_budget),
+            ResilientIndex(self.index, self.retry_budget),
+            self.reranker,
+            config,
+        )
 
     @cached_property
     def ingestor(self) -> Ingestor:
@@ -213,13 +234,11 @@ class Services:
     @cached_property
     def sync_ingestor(self) -> Ingestor:
         """An Ingestor whose runs can be resumed under the same run id (what syncs use)."""
-        from adapters.providers.source_store import ResumableDocumentStore
-
         s = self.settings
         return Ingestor(
             self.embedder,
             self.index,
-            ResumableDocumentStore(s.sqlalchemy_url),
+            self.document_store,
             chunk_size=s.chunk_size,
             chunk_overlap=s.chunk_overlap,
             batch_chunks=s.sync_batch_chunks,
@@ -263,6 +282,45 @@ class Services:
         if not url:
             raise ConfigError("background jobs need REDIS_URL (supportbot serve starts an embedded Redis without it)")
         return CeleryIngestQueue(url, queue=self.settings.worker_queue)
+
+
+    # --- limits and resilience (issue 8) -----------------------------------------------------------
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        """Redis-backed counts when REDIS_URL is set (shared by every process), else in-process."""
+        from adapters.ratelimit import RedisRateLimiter
+        from bot.ratelimit import MemoryRateLimiter
+
+        url = _secret(self.settings.redis_url)
+        return RedisRateLimiter(url) if url else MemoryRateLimiter()
+
+    @cached_property
+    def throttle(self) -> Throttle:
+        """Per-user and per-conversation limits on questions and ingests, from the settings."""
+        from bot.ratelimit import Limit, RateLimits, Throttle
+
+        s = self.settings
+        limits = RateLimits(
+            questions_per_user=Limit(s.rate_questions_per_user, s.rate_questions_window_s),
+            questions_per_conversation=Limit(s.rate_questions_per_conversation, s.rate_questions_window_s),
+            ingests_per_user=Limit(s.rate_ingests_per_user, s.rate_ingests_window_s),
+            ingests_per_conversation=Limit(s.rate_ingests_per_conversation, s.rate_ingests_window_s),
+        )
+        return Throttle(self.rate_limiter, limits)
+
+    @cached_property
+    def retry_budget(self) -> RetryBudget:
+        """The retry policy of question-path provider calls (one owner: the SDK retries are off)."""
+        from adapters.resilience import RetryBudget
+
+        return RetryBudget(budget_s=self.settings.provider_retry_budget_s)
+
+    @cached_property
+    def resilient_answer_store(self) -> AnswerStore:
+        """The answer store with a durable spool for votes the database refuses (replayed later)."""
+        from adapters.resilience import SpoolingAnswerStore
+
+        return SpoolingAnswerStore(self.answer_store, self.data_dir / "vote-spool.jsonl")
 
 
 def build(settings: Settings | None = None) -> Services:

@@ -136,16 +136,20 @@ class Ingestor:
                 d for d, s in known.items() if d not in seen and not s.deleted and not _failed(d, failed_paths)
             ]
             for doc_id in gone:
-                self.remove(doc_id, source, run_id)
+                self.remove(doc_id, source, run_id, known[doc_id])
                 tally.removed.append(doc_id)
                 note(doc_id, "removed")
         report = tally.report()
         self.store.finish_run(run_id, report.summary())
         return report
 
-    def remove(self, doc_id: str, source: str, run_id: str) -> None:
-        """Remove one document from the index, keeping its last version for rollback."""
-        state = self.store.states(source).get(doc_id)
+    def remove(self, doc_id: str, source: str, run_id: str, state: DocumentState | None = None) -> None:
+        """Remove one document from the index, keeping its last version for rollback.
+
+        ``state`` is the document's current state when the caller already has it (saves a query).
+        """
+        if state is None:
+            state = self.store.states(source).get(doc_id)
         version = 1 if state is None else state.version + 1
         self.index.delete([doc_id])
         self.store.record(

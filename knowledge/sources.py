@@ -262,13 +262,10 @@ class Syncer:
         # Deletions: items not listed any more, and those that vanished while loading.
         removed = 0
         vanished = [ext for ext in known if ext not in present] + gone
-        for external in vanished:
-            prev = known.get(external)
-            for doc_id in prev.doc_ids if prev else ():
-                self.ingestor.remove(doc_id, source.name, active)
-                removed += 1
-        for doc_id in stale_docs:
-            self.ingestor.remove(doc_id, source.name, active)
+        to_remove = [d for ext in vanished if (prev := known.get(ext)) for d in prev.doc_ids] + stale_docs
+        states = self.ingestor.store.states(source.name) if to_remove else {}  # one query, not one per doc
+        for doc_id in to_remove:
+            self.ingestor.remove(doc_id, source.name, active, states.get(doc_id))
             removed += 1
         if vanished:
             self.state.delete_documents(source.id, vanished)

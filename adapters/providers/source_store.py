@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from adapters.db import ingest_runs, source_documents, sources
+from adapters.db import source_documents, sources
 from adapters.providers.sql_store import SqlDocumentStore
 from bot.errors import ConfigError, ProviderUnavailable
 from knowledge.sources import Source, SourceDocument
@@ -19,22 +19,6 @@ from knowledge.sources import Source, SourceDocument
 def _aware(value: datetime | None) -> datetime | None:
     # SQLite returns naive datetimes for timezone-aware columns; they were stored as UTC.
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-class ResumableDocumentStore(SqlDocumentStore):
-    """The SQL DocumentStore whose ``start_run`` accepts a run that already exists.
-
-    A sync resumed after a crash keeps its run id (so the whole sync is one run for rollback);
-    the base class would refuse to insert that run a second time.
-    """
-
-    def start_run(self, run_id: str, source: str) -> None:
-        with self.engine.begin() as conn:
-            exists = conn.execute(sa.select(ingest_runs.c.id).where(ingest_runs.c.id == run_id)).first()
-            if exists is None:
-                conn.execute(
-                    sa.insert(ingest_runs).values(id=run_id, source=source, started_at=datetime.now(UTC))
-                )
 
 
 class SqlSourceStore:

@@ -89,10 +89,10 @@ class SqlDocumentStore:
             )
 
     def start_run(self, run_id: str, source: str) -> None:
+        """Record a run; a run that already exists (a sync resumed after a crash) is kept as is."""
         with self.engine.begin() as conn:
-            conn.execute(
-                sa.insert(ingest_runs).values(id=run_id, source=source, started_at=datetime.now(UTC))
-            )
+            if conn.execute(sa.select(ingest_runs.c.id).where(ingest_runs.c.id == run_id)).first() is None:
+                conn.execute(sa.insert(ingest_runs).values(id=run_id, source=source, started_at=datetime.now(UTC)))
 
     def finish_run(self, run_id: str, summary: str) -> None:
         with self.engine.begin() as conn:
