@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # --- ingest ------------------------------------------------------------------------------
-    chunk_size: int = Field(default=100, ge=20, le=2000, description="words per chunk")
+    chunk_size: int = Field(default=80, ge=20, le=2000, description="words per chunk")
     chunk_overlap: int = Field(default=20, ge=0, le=500, description="words of overlap")
     max_file_mb: float = Field(default=50.0, gt=0)
     default_access: CommaList = ["public"]
@@ -139,6 +139,28 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = None
     session_secret: SecretStr | None = None
     web_chat: Literal["on", "off", "login"] = "on"
+
+    # --- limits ------------------------------------------------------------------------------
+    # Questions and ingests per user and per conversation (channel, chat, team channel) in a
+    # fixed window; 0 turns a limit off. Counted in Redis when REDIS_URL is set (shared by every
+    # process), else in this process.
+    rate_questions_per_user: int = Field(default=20, ge=0)
+    rate_questions_per_conversation: int = Field(default=60, ge=0)
+    rate_questions_window_s: float = Field(default=60.0, gt=0)
+    rate_ingests_per_user: int = Field(default=10, ge=0)
+    rate_ingests_per_conversation: int = Field(default=30, ge=0)
+    rate_ingests_window_s: float = Field(default=3600.0, gt=0)
+    # Provider calls on the question path: retried with backoff (ProviderUnavailable only) within
+    # this many seconds in all, then the fallback (no reranker, the extractive generator).
+    provider_retry_budget_s: float = Field(default=6.0, ge=0)
+    # Directory groups, counted in private chats only (a DM, a personal chat):
+    # {"S0123ABC": ["staff"]}: Slack user group id → access groups;
+    # {"<aad group object id>": ["hr"]}: Azure AD group → access groups (membership from Microsoft
+    # Graph checkMemberGroups with the bot's app credentials; needs GroupMember.Read.All).
+    slack_usergroup_groups: dict[str, list[str]] = {}
+    teams_aad_groups: dict[str, list[str]] = {}
+    graph_url: str = "https://graph.microsoft.com/v1.0/"
+    microsoft_login_url: str = "https://login.microsoftonline.com/"
 
     @field_validator("slack_admins", "teams_admins", "fetch_allow_hosts", "default_access", mode="before")
     @classmethod

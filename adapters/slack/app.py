@@ -52,8 +52,9 @@ from adapters.slack.render import (
 from adapters.slack.state import SlackState
 from bot.access import AccessResolver
 from bot.answering import AnswerService
-from bot.errors import ConfigError, SupportbotError
+from bot.errors import ConfigError, RateLimited, SupportbotError
 from bot.ports import IngestQueue, JobStatus
+from bot.ratelimit import Throttle, polite_text
 from bot.types import Answer, Feedback, Platform, Question, Turn, Vote
 
 if TYPE_CHECKING:
@@ -212,8 +213,12 @@ class SlackBot:
         ingest_timeout_s: float = 6 * 3600,
         workers: int = 16,
         clock: Callable[[], float] = time.monotonic,
+        throttle: Throttle | None = None,
+        directory: Callable[[str], frozenset[str]] | None = None,
     ) -> None:
         self.answers = answers
+        self.throttle = throttle
+        self.directory = directory  # a DM asker's Slack user groups → access groups
         self.access = access
         self.client = ensure_rate_limit_retries(client)
         self.state = state
@@ -300,6 +305,8 @@ class SlackBot:
             if not text:
                 self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=EMPTY_QUESTION_TEXT)
                 return
+            if not self._allowed(channel, user, thread_ts):
+                return
             history = self._history(channel, thread_ts, ts, bot_user) if event.get("thread_ts") else ()
             private = event.get("channel_type") == "im" or channel.startswith("D")
             question = Question(
@@ -310,7 +317,8 @@ class SlackBot:
                 thread=thread_ts,
                 history=history,
                 groups=self.access.groups_for(
-                    platform="slack", conversation=channel, user=user, private_chat=private
+                    platform="slack", conversation=channel, user=user, private_chat=private,
+                    directory_groups=self._directory_groups(user, private),
                 ),
             )
             self._deliver(question, delivery)
@@ -556,11 +564,17 @@ class SlackBot:
         if not text:
             ack(text=ASK_USAGE)
             return
-        ack(text=f":mag: Looking up “{escape(text)}”…")
         channel, user = command.get("channel_id", ""), command.get("user_id", "")
+        limited = self._limited("question", channel, user)
+        if limited:
+            ack(text=limited)
+            return
+        ack(text=f":mag: Looking up “{escape(text)}”…")
         try:
+            private = channel.startswith("D")
             groups = self.access.groups_for(
-                platform="slack", conversation=channel, user=user, private_chat=channel.startswith("D")
+                platform="slack", conversation=channel, user=user, private_chat=private,
+                directory_groups=self._directory_groups(user, private),
             )
             answer = self.answers.answer(
                 Question(text=text, asker=user, platform=Platform.SLACK, conversation=channel, groups=groups)
@@ -587,6 +601,14 @@ class SlackBot:
             return
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
         user = body["user"]["id"]
+        audience = self.access.groups_for(
+            platform="slack", conversation=channel, user=user, private_chat=channel.startswith("D")
+        )
+        if not answer.question.groups <= audience:
+            # The answer was written with more access than this channel has: sharing could leak.
+            respond(text="This answer used sources this channel can't see, so I won't share it here.",
+                    replace_original=False)
+            return
         try:
             for message in render_answer(answer, shared_by=user):
                 ts = self._post(channel, None, message.text, list(message.blocks), metadata(answer.id))
@@ -615,6 +637,10 @@ class SlackBot:
         user = command.get("user_id", "")
         if user not in self.admins and not self.admin_group:
             ack(text=REFUSAL_TEXT)
+            return
+        limited = self._limited("ingest", command.get("channel_id", ""), user)
+        if limited:
+            ack(text=limited)
             return
         ack(text=f":hourglass_flowing_sand: Ingest of `{escape(target)}` requested…")
         budget = _ResponseBudget(respond, self.client, user, self.clock)
@@ -692,6 +718,40 @@ class SlackBot:
             self._stopping.wait(self.poll_interval_s)
 
     # -- helpers -------------------------------------------------------------------------------
+    def _limited(self, kind: str, channel: str, user: str) -> str:
+        """The polite refusal when ``user`` or ``channel`` is over its limit, else ""."""
+        if self.throttle is None:
+            return ""
+        try:
+            (self.throttle.ingest if kind == "ingest" else self.throttle.question)("slack", user, channel)
+        except RateLimited as exc:
+            log.info("Slack %s from %s in %s rate limited", kind, user, channel)
+            return polite_text(exc, "ingests" if kind == "ingest" else "questions")
+        return ""
+
+    def _allowed(self, channel: str, user: str, thread_ts: str) -> bool:
+        """Count a question; when over the limit, tell the asker (only them) and return False."""
+        limited = self._limited("question", channel, user)
+        if not limited:
+            return True
+        try:
+            if channel.startswith("D"):
+                self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=limited)
+            else:
+                self.client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, text=limited)
+        except SlackClientError as exc:
+            log.warning("could not tell %s about the rate limit: %s", user, exc)
+        return False
+
+    def _directory_groups(self, user: str, private: bool) -> frozenset[str]:
+        if self.directory is None or not private or not user:
+            return frozenset()  # directory groups only count where nobody else reads the answer
+        try:
+            return self.directory(user)
+        except Exception as exc:  # noqa: BLE001 - without the directory the asker sees less, never more
+            log.warning("Slack user groups unavailable (%s); answering without them", type(exc).__name__)
+            return frozenset()
+
     @staticmethod
     def _team(body: dict[str, Any], context: BoltContext) -> str:
         return str(context.team_id or body.get("team_id") or (body.get("event") or {}).get("team") or "")
@@ -744,6 +804,11 @@ def bot_from_services(
             log.warning("Slack /ingest disabled: %s", exc)
     if state is None:
         state = SlackState(None if s.redis_url is None else s.redis_url.get_secret_value())
+    options.setdefault("throttle", services.throttle)
+    if s.slack_usergroup_groups and "directory" not in options:
+        from adapters.slack.directory import SlackUserGroups
+
+        options["directory"] = SlackUserGroups(client, s.slack_usergroup_groups)
     return SlackBot(
         answers=services.answers,
         access=services.access,

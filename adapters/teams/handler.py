@@ -33,8 +33,9 @@ from adapters.teams.memory import ConversationHistory, ReplyIndex
 from adapters.teams.protocol import ChannelGateway, InvokeReply, TurnIO
 from bot.access import AccessResolver
 from bot.answering import AnswerService
-from bot.errors import SupportbotError
+from bot.errors import RateLimited, SupportbotError
 from bot.ports import IngestQueue, JobStatus
+from bot.ratelimit import Throttle, polite_text
 from bot.types import Answer, Feedback, Platform, Question, Vote
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,8 @@ class TeamsBot:
         history: ConversationHistory | None = None,
         replies: ReplyIndex | None = None,
         options: TeamsOptions | None = None,
+        throttle: Throttle | None = None,
+        directory: Callable[[Incoming], frozenset[str]] | None = None,
     ) -> None:
         self.answers = answers
         self.access = access
@@ -169,6 +172,9 @@ class TeamsBot:
         self.replies = replies or ReplyIndex()
         self.options = options or TeamsOptions()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.throttle = throttle
+        # The asker's directory (AAD) groups, mapped to access groups; blocking (Graph), so run in a thread.
+        self.directory = directory
 
     def ingest_queue(self) -> IngestQueue | None:
         """The injected queue (resolving a factory once); ``None`` when none is configured."""
@@ -228,6 +234,13 @@ class TeamsBot:
             await turn.send(render.text_activity(HELP))
             return
         match = _INGEST.match(inc.text)
+        if self.throttle is not None:
+            try:
+                check = self.throttle.ingest if match else self.throttle.question
+                await asyncio.to_thread(check, Platform.TEAMS.value, inc.voter, inc.access_conversation)
+            except RateLimited as exc:
+                await turn.send(render.text_activity(polite_text(exc, "ingests" if match else "questions")))
+                return
         if match:
             await self._ingest(turn, inc, match.group("target").strip())
             return
@@ -256,11 +269,11 @@ class TeamsBot:
             await turn.send(render.text_activity("Hi! " + HELP))
 
     # -- answering ---------------------------------------------------------------------------
-    def question_for(self, inc: Incoming) -> Question:
+    def question_for(self, inc: Incoming, directory_groups: frozenset[str] = frozenset()) -> Question:
         """The core's Question for an incoming message: access groups, history, thread."""
         groups = self.access.groups_for(
             platform=Platform.TEAMS.value, conversation=inc.access_conversation, user=inc.voter,
-            private_chat=inc.personal,
+            private_chat=inc.personal, directory_groups=directory_groups,
         )
         if inc.team_id:
             groups |= self.access.groups_for(
@@ -301,8 +314,17 @@ class TeamsBot:
         finally:
             await running
 
+    async def _directory_groups(self, inc: Incoming) -> frozenset[str]:
+        if self.directory is None or not inc.personal:
+            return frozenset()  # directory groups only count where nobody else reads the answer
+        try:
+            return await asyncio.to_thread(self.directory, inc)
+        except Exception as exc:  # noqa: BLE001 - without the directory the asker sees less, never more
+            log.warning("teams: directory groups unavailable (%s); answering without them", type(exc).__name__)
+            return frozenset()
+
     async def _answer(self, turn: TurnIO, inc: Incoming) -> None:
-        question = self.question_for(inc)
+        question = self.question_for(inc, await self._directory_groups(inc))
         reply: _Reply = (_TeamsStream if inc.personal else _UpdatedMessage)(turn, self.options)
         events = self._events(question)
         # The typing indicator goes out while retrieval already runs in its thread.

@@ -48,12 +48,19 @@ def gateway_for(services: Services) -> ChannelGateway:
 def bot_for(services: Services, gateway: ChannelGateway) -> TeamsBot:
     """The Teams bot over the services. The ingest queue is ``services.ingest_queue``, looked
     up at the first ``ingest`` (it needs Redis; without it ``ingest`` says it is unavailable)."""
+    directory = None
+    if services.settings.teams_aad_groups:
+        from adapters.teams.directory import directory_for
+
+        directory = directory_for(services.settings)
     return TeamsBot(
         services.answers,
         services.access,
         gateway,
         admins=services.settings.teams_admins,
         ingest_queue=lambda: services.ingest_queue,
+        throttle=services.throttle,
+        directory=directory,
     )
 
 
