@@ -97,6 +97,8 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Services:
         admin_password=PASSWORD,
         session_secret="test-session-secret-0123456789abcdef",
         access_user_groups={"slack:U1": ["hr"]},
+        rate_questions_per_user=0,  # these tests ask many questions from one address
+        rate_questions_per_conversation=0,
     )
 
 
@@ -368,6 +370,18 @@ def test_web_chat_login_puts_the_chat_behind_the_admin_login(tmp_path: Path) -> 
         assert login(c, next_url="/").headers["location"] == "/"
         assert c.get("/").status_code == 200
         assert c.post("/api/ask", json={"text": "hello"}).status_code == 200
+
+
+def test_questions_over_the_rate_limit_get_429_with_retry_after(tmp_path: Path) -> None:
+    services = bare_services(tmp_path, rate_questions_per_user=2, rate_questions_window_s=60)
+    with TestClient(create_app(services)) as c:
+        assert [c.post("/api/ask", json={"text": "hello"}).status_code for _ in range(2)] == [200, 200]
+        limited = c.post("/api/ask", json={"text": "hello"})
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        assert "try again" in limited.json()["detail"]
+        assert c.post("/api/ask/stream", json={"text": "hello"}).status_code == 429
+    with TestClient(create_app(services)) as fresh:  # a new cookie does not reset the address's count
+        assert fresh.post("/api/ask", json={"text": "hello"}).status_code == 429
 
 
 # --- health and metrics --------------------------------------------------------------------------

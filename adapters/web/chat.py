@@ -6,6 +6,9 @@
   generator writes it, then one ``answer`` event with the final, checked answer.
 - ``POST /api/feedback``: ``{"answer_id", "vote": "up"|"down"}``; one vote per visitor per answer.
 
+Questions count against the rate limits (``SUPPORTBOT_RATE_QUESTIONS_*``) per client address
+and per visitor; over the limit the API answers 429 with ``Retry-After``.
+
 A visitor asks as a public viewer (groups ``{"public"}``); a signed-in admin asks with every
 group the configuration knows of. The answers sent back carry no trace: which passages were
 retrieved and how they scored is shown on the admin page only.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -25,7 +29,8 @@ from pydantic import BaseModel, Field
 from adapters.factory import Services
 from adapters.web.auth import WebAuth
 from adapters.web.pages import render
-from bot.errors import ProviderRejected, SupportbotError
+from bot.errors import ProviderRejected, RateLimited, SupportbotError
+from bot.ratelimit import polite_text
 from bot.serialize import answer_to_dict
 from bot.types import PUBLIC, Answer, Feedback, Platform, Question, Turn, Vote
 
@@ -106,6 +111,13 @@ def chat_router(services: Services, auth: WebAuth) -> APIRouter:
             raise HTTPException(401, "sign in first")
         admin = auth.session(request) is not None
         visitor = auth.ensure_visitor(request, response)
+        # Limits count per client address (a new cookie is free; a new address is not) and per visitor.
+        client = request.client.host if request.client else "unknown"
+        try:
+            services.throttle.question(Platform.WEB.value, f"ip:{client}", visitor)
+        except RateLimited as exc:
+            retry = str(max(1, math.ceil(exc.retry_after)))
+            raise HTTPException(429, polite_text(exc), headers={"Retry-After": retry}) from None
         turns = [Turn(t.speaker, t.text) for t in body.history][-MAX_TURNS:]
         return Question(
             text=body.text.strip(),

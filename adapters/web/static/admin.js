@@ -160,7 +160,10 @@
       el("p", { class: "question" }, q.text),
       q.history && q.history.length ? el("p", { class: "meta" }, `after ${q.history.length} earlier turn(s)`) : null,
       el("div", { class: "answer-text" }, renderText(a.text)),
-      a.citations.length ? el("ol", { class: "sources small" }, a.citations.map((c) => el("li", {}, `[${c.number}] ${c.title}`, c.heading_path.length ? ` — ${c.heading_path.join(" › ")}` : ""))) : null,
+      a.citations.length ? el("ol", { class: "sources small" }, a.citations.map((c) => {
+        const heading = c.heading_path.filter((h) => h && h !== c.title).join(" › ");
+        return el("li", {}, `[${c.number}] ${c.title}`, heading ? ` — ${heading}` : "");
+      })) : null,
       traceView(a.trace),
       extra || null);
   }
@@ -179,7 +182,7 @@
     const marked = new Map(); // chunk_id -> passage
     const results = el("ol", { class: "results" });
     const status = el("span", { class: "review-status", role: "status" });
-    const query = el("input", { type: "search", class: "review-search", value: (a.trace && a.trace.query) || a.question.text, "aria-label": "Search the index" });
+    const query = el("input", { type: "search", class: "review-search", value: a.question.text, "aria-label": "Search the index" });
     if (item.review) {
       for (const p of item.review.passages) marked.set(p.chunk_id, p);
       status.textContent = item.review.verdict === "unanswerable"
