@@ -56,7 +56,7 @@
     } catch (error) {
       turn.classList.add("failed");
       body.classList.remove("pending");
-      body.textContent = `Sorry, something went wrong: ${error.message}`;
+      body.textContent = error.polite ? error.message : `Sorry, something went wrong: ${error.message}`;
     } finally {
       turn.removeAttribute("aria-busy");
       button.disabled = false;
@@ -75,7 +75,9 @@
     if (!response.ok || !response.body) {
       let detail = `${response.status} ${response.statusText}`;
       try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
-      throw new Error(typeof detail === "string" ? detail : "the question was not accepted");
+      const error = new Error(typeof detail === "string" ? detail : "the question was not accepted");
+      error.polite = response.status === 429; // "please try again in about N seconds"
+      throw error;
     }
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
