@@ -35,7 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
 
-from bot.errors import ProviderError, ProviderUnavailable
+from bot.errors import ProviderError, ProviderRejected, ProviderUnavailable
 from bot.ports import (
     AnswerStore,
     ChunkIndex,
@@ -211,7 +211,7 @@ def _feedback_from_json(line: str) -> Feedback:
 class SpoolingAnswerStore:
     """An AnswerStore that never loses a vote to a database outage.
 
-    ``save_feedback`` that fails with ProviderError appends the vote to ``spool`` (JSON lines,
+    ``save_feedback`` that fails with ProviderUnavailable appends the vote to ``spool`` (JSON lines,
     fsynced) and returns normally; the spool is replayed, in order, before the next vote and
     after the next answer that the database accepts. Replay is idempotent (one vote per
     user per answer; a later vote replaces the earlier one), so a crash mid-replay only
@@ -241,7 +241,7 @@ class SpoolingAnswerStore:
         try:
             self.replay()
             self.inner.save_feedback(feedback)
-        except ProviderError as exc:
+        except ProviderUnavailable as exc:  # rejected votes (no such answer) are the caller's to report
             log.warning("could not store a vote on %s (%s); spooled for retry", feedback.answer_id, exc)
             with self._lock:
                 self.spool.parent.mkdir(parents=True, exist_ok=True)
@@ -259,8 +259,9 @@ class SpoolingAnswerStore:
             return sum(1 for line in self.spool.read_text(encoding="utf-8").splitlines() if line.strip())
 
     def replay(self) -> int:
-        """Store the spooled votes; returns how many were stored. Raises ProviderError (and keeps
-        the rest spooled) when the database is still down."""
+        """Store the spooled votes; returns how many were handled. Raises ProviderUnavailable (and
+        keeps the rest spooled) when the database is still down; a vote the database rejects for
+        good (its answer was never stored) is dropped and logged."""
         with self._lock:
             if not self.spool.exists():
                 return 0
@@ -274,7 +275,10 @@ class SpoolingAnswerStore:
                         log.error("dropping an unreadable line of the vote spool")
                         done += 1
                         continue
-                    self.inner.save_feedback(feedback)
+                    try:
+                        self.inner.save_feedback(feedback)
+                    except ProviderRejected as exc:  # e.g. its answer was never stored: retrying can't help
+                        log.error("dropping a spooled vote on %s: %s", feedback.answer_id, exc)
                     done += 1
             finally:
                 rest = lines[done:]

@@ -125,6 +125,9 @@ class SlackState:
             )
 
     def _set(self, key: str, value: str, ttl: int, *, only_new: bool = False) -> bool:
+        if only_new and self._memory.get(key) is not None:
+            # Claimed here already, maybe while Redis was down (so Redis doesn't know it).
+            return False
         client = self._client()
         if client is not None:
             try:
