@@ -31,6 +31,7 @@ from adapters.teams.protocol import (
     Authenticated,
     ChannelUnavailable,
     InvokeReply,
+    MalformedActivity,
     TurnLogic,
     Unauthorized,
     WireActivity,
@@ -147,7 +148,10 @@ class BotFrameworkGateway:
 
     async def authenticate(self, auth_header: str | None, activity: WireActivity) -> Authenticated:
         """Validate the bearer token for this activity (see the module docstring for why so broad)."""
-        sdk_activity = Activity().deserialize(dict(activity))
+        try:
+            sdk_activity = Activity().deserialize(dict(activity))
+        except Exception as exc:  # noqa: BLE001 - msrest raises several unrelated types for bad shapes
+            raise MalformedActivity(f"unreadable activity: {type(exc).__name__}") from None
         adapter = self.adapter  # outside the try: a configuration error is not a bad token
         try:
             result = await adapter.bot_framework_authentication.authenticate_request(

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from adapters.factory import Services
 from adapters.teams.handler import TeamsBot
-from adapters.teams.protocol import ChannelGateway, ChannelUnavailable, Unauthorized
+from adapters.teams.protocol import ChannelGateway, ChannelUnavailable, MalformedActivity, Unauthorized
 from bot.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,9 @@ def teams_router(
         except Unauthorized as exc:
             log.warning("Teams: rejected a request: %s", exc)
             return Response(status_code=401)
+        except MalformedActivity as exc:
+            log.warning("Teams: %s", exc)
+            return Response(status_code=400)
         except ChannelUnavailable as exc:
             log.error("Teams: %s", exc)
             return Response(status_code=503)

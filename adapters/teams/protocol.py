@@ -26,6 +26,10 @@ class Unauthorized(Exception):
     """The request's bearer token is missing, malformed, forged or meant for another bot (HTTP 401)."""
 
 
+class MalformedActivity(ValueError):
+    """The activity is JSON but not an activity the SDK can read (wrong shapes): answer 400."""
+
+
 class ChannelUnavailable(Exception):
     """The token could not be checked because the OpenID metadata could not be fetched (HTTP 503)."""
 
