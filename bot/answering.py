@@ -4,8 +4,17 @@ Flow: the question is rewritten into a standalone query using the thread's earli
 hybrid retrieval runs with the asker's access groups as the filter (inside the index,
 before ranking); the decline policy looks at the retrieval scores; the generator writes a
 reply citing [n]; citations to numbers that were not given are dropped, and a reply with
-no valid citation left is declined; the support check asks whether the cited sentences
-contain the question's key terms. Every Answer and its trace is stored.
+no valid citation left is declined; then three checks on what was cited:
+
+- support: the cited passages contain the question's key terms (rarity-weighted; the last
+  turn's own terms count fully, terms carried from earlier turns less);
+- answer type (bot/answertype.py): a question that asks for a price, a number, a duration,
+  a language or a place is declined when the cited sentences hold nothing of that kind;
+- own content: a follow-up with no content words of its own ("Are those the only
+  steps?", "Can you give an example?") is declined: it asks about the previous reply,
+  and citing passages on the carried topic would only repeat it.
+
+Every Answer and its trace is stored.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from bot.answertype import expected_type, has_type
 from bot.errors import ProviderError
 from bot.ports import AnswerStore, ChunkIndex, Generation, GenerationRequest, Generator
 from bot.prompt import PROMPT_VERSION, is_not_found
@@ -55,12 +65,20 @@ class DeclinePolicy:
     cited passage contains (the last turn's own terms count fully, terms carried over from
     earlier turns count ``carried_weight``). ``related_dense``: a passage this close is
     listed as a "closest source" in a decline.
+
+    ``answer_type``: decline when the question asks for a kind of answer (a price, a number,
+    a duration, a language, a place) that the cited sentences do not contain.
+    ``own_content``: decline a follow-up with no subject words of its own.
+    (A minimum share of the last turn's own rare terms in the cited passage was tried and
+    dropped: on mtrag_cloud it cost more answerable questions than it declined.)
     """
 
     min_dense: float = 0.40
     min_support: float = 0.34
     related_dense: float = 0.50
     carried_weight: float = 0.5
+    answer_type: bool = True
+    own_content: bool = True
 
     def scaled(self, strictness: float) -> DeclinePolicy:
         """This policy with both thresholds multiplied by ``strictness`` (1.0: unchanged)."""
@@ -168,6 +186,25 @@ CHATTER = frozenset(
 )
 
 
+# Words a follow-up uses to point back at the previous reply rather than to name a subject:
+# "Are those the only steps?", "Can you give an example?", "there should be one".
+POINTERS = frozenset(
+    [
+        "step",
+        "steps",
+        "example",
+        "examples",
+        "detail",
+        "details",
+        "info",
+        "information",
+        "one",
+        "ones",
+        "else",
+    ]
+)
+
+
 class TermStats:
     """Document frequencies of words in the index (through its keyword search), cached.
 
@@ -201,6 +238,11 @@ class TermStats:
 def key_terms(text: str) -> list[str]:
     """The question's content words (each once, in order) without conversational chatter."""
     return [w for w in dict.fromkeys(content_words(text)) if w not in CHATTER]
+
+
+def own_content(question: str) -> list[str]:
+    """The question's key terms that name a subject (not chatter, not pointers back)."""
+    return [w for w in key_terms(question) if w not in POINTERS]
 
 
 def support(
@@ -379,7 +421,10 @@ class AnswerService:
                 idf=self.terms.idf,
                 carried_weight=policy.carried_weight,
             )
-            if cited and supported >= policy.min_support:
+            reason = self._objection(question.text, checked.text, cited, supported, policy)
+            if reason:
+                log.debug("declining %r: %s", question.text, reason)
+            else:
                 confidence = round(min(1.0, 0.5 * supported + 0.5 * min(1.0, top_dense / 0.8)), 3)
                 return replace(
                     base,
@@ -398,6 +443,27 @@ class AnswerService:
             confidence=round(max(0.0, top_dense), 3),
             citations=tuple(_citation(i + 1, hit) for i, hit in enumerate(closest)),
         )
+
+    def _objection(
+        self,
+        question: str,
+        text: str,
+        cited: Sequence[ScoredChunk],
+        supported: float,
+        policy: DeclinePolicy,
+    ) -> str:
+        """Why the reply ``text`` citing ``cited`` does not answer ``question`` ("" when it does)."""
+        if not cited:
+            return "no valid citation"
+        if supported < policy.min_support:
+            return f"support {supported:.2f} < {policy.min_support}"
+        if policy.own_content and not own_content(question):
+            return "a follow-up with no subject of its own"
+        if policy.answer_type:
+            kind = expected_type(question)
+            if kind is not None and not has_type(text, kind, question):
+                return f"asks for a {kind.value}; the cited sentences hold none"
+        return ""
 
     def _save(self, answer: Answer) -> None:
         if self.store is None:

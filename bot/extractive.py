@@ -4,7 +4,8 @@ It picks the sentences of the top passages that best answer the question and cit
 each one. It cannot state anything the passages do not say, takes milliseconds and
 needs no model. Sentences are scored by the question's content words they contain,
 weighted by rarity across the candidate sentences, by their passage's rank, and lightly
-by their position in the passage.
+by their position in the passage. When the question asks for a kind of answer (a price, a
+number, a duration, …; bot/answertype.py), sentences holding one are preferred.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from bot.answertype import expected_type, has_type
 from bot.ports import Generation, GenerationRequest
 from bot.rewrite import standalone_query
 from knowledge.text import content_words
@@ -25,8 +27,12 @@ NAME = "extractive"
 
 
 def stem(word: str) -> str:
-    """A light stem so "pairs", "paired" and "pairing" meet "pair"."""
-    return _STEM.sub("", word) if len(word) > 4 else word
+    """A light stem so "pairs", "paired" and "pairing" meet "pair", and "policies" meets "policy"."""
+    if len(word) <= 4:
+        return word
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    return _STEM.sub("", word)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -41,6 +47,23 @@ class ScoredSentence:
     text: str
     score: float
     matched: frozenset[str]
+    also: tuple[int, ...] = ()  # other passages holding the same sentence (cited together)
+
+
+def _merge_duplicates(ranked: Sequence[ScoredSentence]) -> list[ScoredSentence]:
+    """One entry per distinct sentence (overlapping chunks and FAQ pages repeat them), citing every holder."""
+    first: dict[str, int] = {}
+    out: list[ScoredSentence] = []
+    for s in ranked:
+        key = " ".join(s.text.lower().split()).strip(" *-")
+        if key in first:
+            kept = out[first[key]]
+            if s.passage != kept.passage and s.passage not in kept.also:
+                out[first[key]] = replace(kept, also=(*kept.also, s.passage))
+            continue
+        first[key] = len(out)
+        out.append(s)
+    return out
 
 
 def score_sentences(
@@ -73,9 +96,19 @@ class ExtractiveGenerator:
     name = NAME
 
     def __init__(
-        self, max_sentences: int = 4, max_passages: int = 5, min_share: float = 0.35, rank_decay: float = 0.35
+        self,
+        max_sentences: int = 4,
+        max_passages: int = 5,
+        min_share: float = 0.35,
+        rank_decay: float = 0.35,
+        type_boost: float = 1.0,
+        merge_duplicates: bool = True,
+        question_weight: float = 0.5,
     ) -> None:
+        self.question_weight = question_weight
+        self.merge_duplicates = merge_duplicates
         self.rank_decay = rank_decay  # how much a lower-ranked passage's sentences are discounted
+        self.type_boost = type_boost  # extra weight for a sentence holding the asked-for kind of answer
         self.max_sentences = max_sentences
         self.max_passages = max_passages
         self.min_share = min_share  # keep sentences scoring at least this share of the best one
@@ -92,9 +125,28 @@ class ExtractiveGenerator:
         scored = [s for s in scored if s.score > 0]
         if not scored:
             return []
+        if self.question_weight != 1.0:
+            # A sentence that is itself a question (an FAQ heading) restates what was asked;
+            # the sentences after it are the answer.
+            scored = [
+                replace(s, score=s.score * self.question_weight) if s.text.rstrip().endswith("?") else s
+                for s in scored
+            ]
         best = max(s.score for s in scored)
-        ranked = sorted(scored, key=lambda s: -s.score)
-        chosen = [s for s in ranked if s.score >= self.min_share * best][: self.max_sentences]
+        eligible = [s for s in scored if s.score >= self.min_share * best]
+        kind = expected_type(request.question)
+        if kind is not None and self.type_boost:
+            # Among the sentences good enough to quote, prefer those holding the asked-for kind
+            # of answer (the number for "how many"); a weak sentence is not let in for a digit.
+            boost = 1.0 + self.type_boost
+            eligible = [
+                replace(s, score=s.score * boost) if has_type(s.text, kind, request.question) else s
+                for s in eligible
+            ]
+        ranked = sorted(eligible, key=lambda s: -s.score)
+        if self.merge_duplicates:
+            ranked = _merge_duplicates(ranked)
+        chosen = ranked[: self.max_sentences]
         # Read in document order: passage by passage, sentence by sentence.
         return sorted(chosen, key=lambda s: (s.passage, s.position))
 
@@ -102,7 +154,7 @@ class ExtractiveGenerator:
         chosen = self.select(request)
         if not chosen:
             return Generation("", not_found=True, model=NAME)
-        parts = [f"{s.text.rstrip()} [{s.passage + 1}]" for s in chosen]
+        parts = [f"{s.text.rstrip()} " + "".join(f"[{p + 1}]" for p in (s.passage, *s.also)) for s in chosen]
         return Generation(" ".join(parts), model=NAME)
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:

@@ -10,13 +10,14 @@ import pytest
 from adapters.providers.local_index import LocalIndex
 from adapters.providers.onnx_embedder import OnnxEmbedder
 from adapters.providers.sql_store import SqlAnswerStore
-from bot.answering import DECLINE_TEXT, AnswerService, DeclinePolicy, check_citations, support
+from bot.answering import DECLINE_TEXT, AnswerService, DeclinePolicy, check_citations, own_content, support
+from bot.answertype import AnswerType, expected_type, has_type
 from bot.calibration import calibrate, load_or_calibrate
 from bot.extractive import ExtractiveGenerator
 from bot.ports import Generation, GenerationRequest
 from bot.retrieval import Retriever
 from bot.rewrite import standalone_query
-from bot.types import PUBLIC, Decision, Question, Turn
+from bot.types import PUBLIC, Decision, Question, ScoredChunk, Turn
 from tests.contracts import make_chunk
 
 _EMBEDDER = OnnxEmbedder()
@@ -51,14 +52,18 @@ class ScriptedGenerator:
         yield self.text
 
 
-@pytest.fixture
-def retriever(tmp_path: Path) -> Retriever:
-    index = LocalIndex(tmp_path / "index.sqlite")
-    for key, text in DOCS.items():
+def _retriever(path: Path, docs: dict[str, str]) -> Retriever:
+    index = LocalIndex(path)
+    for key, text in docs.items():
         access = ("admins",) if key == "sso-admin" else (PUBLIC,)
         chunk = make_chunk(key, text=text, access=access)
         index.replace(key, [chunk], _EMBEDDER.embed_documents([chunk.context + "\n" + text]))
     return Retriever(_EMBEDDER, index)
+
+
+@pytest.fixture
+def retriever(tmp_path: Path) -> Retriever:
+    return _retriever(tmp_path / "index.sqlite", DOCS)
 
 
 @pytest.fixture
@@ -172,3 +177,172 @@ def test_calibration_is_deterministic_and_cached(retriever: Retriever, tmp_path:
     first = load_or_calibrate(path, retriever)
     assert path.is_file()
     assert load_or_calibrate(path, retriever) == first
+
+
+# -- answer type ---------------------------------------------------------------------------------
+TYPED_DOCS = {
+    **DOCS,
+    "vpn": "The VPN gateway connects your office network to the cloud. "
+    "Each gateway supports several tunnels and uses IKEv2 for key exchange. "
+    "The gateway is billed to the account that created it.",
+}
+PRICED_DOCS = {
+    **DOCS,
+    "vpn": "The VPN gateway connects your office network to the cloud. "
+    "Each gateway supports several tunnels and uses IKEv2 for key exchange. "
+    "The gateway costs $30 per month, billed to the account that created it.",
+}
+
+
+def _service(retriever: Retriever, **policy: bool) -> AnswerService:
+    return AnswerService(
+        retriever, ExtractiveGenerator(), None, policy=DeclinePolicy(min_dense=0.3, **policy), k=4
+    )
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("Is it a paid service and how much?", AnswerType.COST),
+        ("what is the cost of restoring toolchain?", AnswerType.COST),
+        ("Is Cloud Shell workspace free?", AnswerType.COST),
+        ("How much does the gateway cost per month?", AnswerType.COST),
+        ("Is it  a paid service?", AnswerType.COST),
+        ("do I have a limitation of how many queries I can create?", AnswerType.QUANTITY),
+        ("What are the minimum of concurrent replications that it is allowed?", AnswerType.QUANTITY),
+        ("then how long would it take to update worker nodes?", AnswerType.DURATION),
+        ("Is it available in Spanish?", AnswerType.LANGUAGE),
+        ("How many languages do they provide assistance in?", AnswerType.LANGUAGE),
+        ("Do you know the regions where Immutable Object Storage is available?", AnswerType.LOCATION),
+        # Mentions of a word, not a request for that kind of answer:
+        ("Can I change from metered pricing to unmetered anytime?", None),
+        ("How can I limit my tweet search to a single user?", None),
+        ("How do I select Minimum Backlight?", None),
+        ("How do I change the menu language?", None),
+        ("When I share a link, can it open the file directly?", None),
+        ("When are refunds paid back to my card?", None),
+        ("Where can I find a list of publicly available boards?", None),
+    ],
+)
+def test_expected_answer_type(question: str, kind: AnswerType | None) -> None:
+    assert expected_type(question) is kind
+
+
+def test_answer_type_evidence() -> None:
+    assert has_type("The gateway costs $30 per month [1].", AnswerType.COST)
+    assert has_type("Lite plans are free [2].", AnswerType.COST)
+    assert not has_type("The gateway is billed to the account that created it [1].", AnswerType.COST)
+    assert has_type("Only one copy can exist in each region [1].", AnswerType.QUANTITY)
+    assert has_type("You can create up to 750 backups [1].", AnswerType.QUANTITY)
+    assert not has_type("It uses IKEv2 for several tunnels [1].", AnswerType.QUANTITY)
+    # Citation markers, links and "one or more" are not counts; "shows up to allow" is not "up to N".
+    assert not has_type(
+        "Specify one or more [URIs](https://x.example/a1b2c3) [2]. A Set Limit option shows up to allow it [1].",
+        AnswerType.QUANTITY,
+    )
+    assert has_type("Updates usually take about 10 minutes [1].", AnswerType.DURATION)
+    assert not has_type("Update the worker nodes from the console [1].", AnswerType.DURATION)
+    assert has_type("Regional buckets are in us-south and eu-de [1].", AnswerType.LOCATION)
+    assert not has_type(
+        "Object Storage offers Cross Region and Regional resiliency [1].", AnswerType.LOCATION
+    )
+    # A question naming a language needs that language, not any.
+    assert has_type(
+        "The dictionary supports Spanish [1].", AnswerType.LANGUAGE, "Is it available in Spanish?"
+    )
+    assert not has_type(
+        "The dictionary supports French [1].", AnswerType.LANGUAGE, "Is it available in Spanish?"
+    )
+
+
+def test_cost_question_over_passages_without_a_price_is_declined(tmp_path: Path) -> None:
+    retriever = _retriever(tmp_path / "index.sqlite", TYPED_DOCS)
+    question = Question("What is the cost of the VPN gateway?")
+    # Without the answer-type check the topical passage would be quoted as if it answered.
+    assert _service(retriever, answer_type=False).answer(question).decision == Decision.ANSWERED
+    answer = _service(retriever).answer(question)
+    assert answer.decision == Decision.DECLINED
+    assert answer.text.startswith(DECLINE_TEXT)
+
+
+def test_cost_question_over_a_passage_with_a_price_is_answered(tmp_path: Path) -> None:
+    retriever = _retriever(tmp_path / "index.sqlite", PRICED_DOCS)
+    answer = _service(retriever).answer(Question("What is the cost of the VPN gateway?"))
+    assert answer.decision == Decision.ANSWERED
+    assert answer.citations[0].doc_id == "vpn"
+    assert "$30" in answer.text
+
+
+def test_quantity_question_needs_a_number(tmp_path: Path) -> None:
+    question = Question("How many tunnels does each VPN gateway support?")
+    without = _service(_retriever(tmp_path / "a.sqlite", TYPED_DOCS)).answer(question)
+    assert without.decision == Decision.DECLINED
+    with_number = _service(_retriever(tmp_path / "b.sqlite", DOCS)).answer(question)
+    assert with_number.decision == Decision.ANSWERED
+    assert "10 tunnels" in with_number.text
+
+
+def test_language_question_is_declined_when_the_language_is_not_named(service: AnswerService) -> None:
+    history = (
+        Turn("user", "How do I install the Acme CLI?"),
+        Turn("assistant", "Use pip install acme-cli [1]."),
+    )
+    answer = service.answer(Question("Is the Acme CLI installer available in Spanish?", history=history))
+    assert answer.decision == Decision.DECLINED
+
+
+# -- follow-ups with no subject of their own ---------------------------------------------------------
+def test_vague_follow_up_is_declined(retriever: Retriever) -> None:
+    history = (
+        Turn("user", "How do I pair the remote?"),
+        Turn("assistant", "Hold the Back and Play buttons for 3 seconds [1]."),
+    )
+    question = Question("Are those the only steps?", history=history)
+    # The carried topic alone would re-quote the pairing passage: a repeat, not an answer.
+    assert _service(retriever, own_content=False).answer(question).decision == Decision.ANSWERED
+    assert _service(retriever).answer(question).decision == Decision.DECLINED
+    # A short follow-up with a subject of its own is still answered.
+    linux = _service(retriever).answer(
+        Question("does it also work on Linux?", history=(Turn("user", "How do I install the Acme CLI?"),))
+    )
+    assert linux.decision == Decision.ANSWERED
+
+
+def test_own_content_ignores_pointers_back() -> None:
+    assert own_content("Are those the only steps?") == []
+    assert own_content("Can you provide an example?") == []
+    assert own_content("there should be one") == []
+    assert own_content("How can I create one?") == ["create"]
+
+
+# -- the extractive generator ------------------------------------------------------------------------
+def _request(question: str, texts: list[str]) -> GenerationRequest:
+    hits = [
+        ScoredChunk(make_chunk(f"d{i}", text=t), 1.0 - i / 10, {"dense": 0.9}) for i, t in enumerate(texts)
+    ]
+    return GenerationRequest(question, tuple(hits))
+
+
+def test_extractive_prefers_the_sentence_with_the_asked_for_number_over_the_faq_heading() -> None:
+    faq = (
+        "How many copies of my backup can I create in other regions? "
+        "You can copy a backup snapshot from one region to another region. "
+        "Only one copy of the backup snapshot can exist in each region."
+    )
+    text = (
+        ExtractiveGenerator(max_sentences=2)
+        .generate(_request("How many copies of my backup can I create in other regions?", [faq, faq]))
+        .text
+    )
+    assert "Only one copy" in text
+
+
+def test_extractive_cites_a_repeated_sentence_once_with_every_source() -> None:
+    same = "Hold the Back and Play buttons for 3 seconds to pair the remote."
+    text = (
+        ExtractiveGenerator()
+        .generate(_request("How do I pair the remote?", [same, same + " Then wait."]))
+        .text
+    )
+    assert text.count("Hold the Back") == 1
+    assert "[1][2]" in text
