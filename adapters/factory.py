@@ -18,7 +18,7 @@ from bot.answering import AnswerService, DeclinePolicy
 from bot.errors import ConfigError
 from bot.extractive import ExtractiveGenerator
 from bot.feedback import FeedbackConfig, FeedbackRanker
-from bot.ports import AnswerStore, ChunkIndex, DocumentStore, Embedder, Generator, Reranker
+from bot.ports import AnswerStore, ChunkIndex, DocumentStore, Embedder, Generator, QueryRewriter, Reranker
 from bot.retrieval import RetrievalConfig, Retriever
 from knowledge.pipeline import Ingestor
 
@@ -164,7 +164,21 @@ class Services:
             self.resilient_answer_store,
             policy=self.decline_policy,
             fallback=fallback,
+            rewriter=self.rewriter,
             k=self.settings.top_k,
+        )
+
+    @cached_property
+    def rewriter(self) -> QueryRewriter | None:
+        """The LLM follow-up rewrite when an OpenAI(-compatible) generator is configured."""
+        s = self.settings
+        if s.generator != "openai":
+            return None
+        from adapters.providers.openai_provider import OpenAIRewriter, openai_client
+
+        key = _secret(s.openai_api_key)
+        return OpenAIRewriter(  # type: ignore[no-any-return]
+            lambda: openai_client(key or "unused", s.openai_base_url, s.provider_timeout_s), model=s.openai_model
         )
 
     def decline_policy(self) -> DeclinePolicy:

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 from bot.answertype import expected_type, has_type
 from bot.errors import ProviderError
-from bot.ports import AnswerStore, ChunkIndex, Generation, GenerationRequest, Generator
+from bot.ports import AnswerStore, ChunkIndex, Generation, GenerationRequest, Generator, QueryRewriter
 from bot.prompt import PROMPT_VERSION, is_not_found
 from bot.retrieval import Retrieval, Retriever
 from bot.rewrite import standalone_query
@@ -298,8 +298,10 @@ class AnswerService:
         *,
         policy: DeclinePolicy | Callable[[], DeclinePolicy] | None = None,
         fallback: Generator | None = None,
+        rewriter: QueryRewriter | None = None,
         k: int = 6,
     ) -> None:
+        self.rewriter = rewriter
         self.retriever = retriever
         self.generator = generator
         self.store = store
@@ -330,7 +332,7 @@ class AnswerService:
         """
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        query = standalone_query(question.text, question.history)
+        query = self._standalone(question)
         filters = SearchFilters(groups=frozenset(question.groups))
         retrieval = self.retriever.search(query, self.k, filters)
         timings["retrieve"] = (time.perf_counter() - started) * 1000
@@ -369,6 +371,15 @@ class AnswerService:
         answer = replace(answer, trace=replace(trace, timings_ms={**retrieval.timings_ms, **timings}))
         self._save(answer)
         yield answer
+
+    def _standalone(self, question: Question) -> str:
+        """The search query: the model-backed rewrite when one is configured, else the rules."""
+        if self.rewriter is not None and question.history:
+            try:
+                return self.rewriter.rewrite(question.text, question.history)
+            except ProviderError as exc:
+                log.warning("query rewrite by %s failed (%s); using the rule-based rewrite", self.rewriter.name, exc)
+        return standalone_query(question.text, question.history)
 
     def record_feedback(self, feedback: Feedback) -> None:
         """Store a vote (one per user per answer; a later vote replaces the earlier)."""

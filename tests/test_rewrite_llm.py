@@ -54,3 +54,32 @@ def test_server_errors_are_unavailable(server: FakeOpenAI, client: Any) -> None:
     server.fail_next(1, status=500)
     with pytest.raises(ProviderUnavailable):
         OpenAIRewriter(client).rewrite("and on Mac?", HISTORY)
+
+
+def test_the_answer_service_searches_with_the_llm_rewrite(server: FakeOpenAI, tmp_path: Any) -> None:
+    from adapters.factory import Services
+    from adapters.settings import Settings
+    from bot.types import Question
+    from knowledge.loaders import iter_documents
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "cli.md").write_text("# CLI\n\n## Linux\n\nOn Linux, install the CLI with the shell script.\n")
+
+    def reply(body: dict[str, Any]) -> str:
+        system = body["messages"][0]["content"]
+        return "install the CLI on Linux" if "standalone search query" in system else "Use the shell script [1]."
+
+    server.reply_with(reply)
+    services = Services(
+        Settings(  # type: ignore[call-arg]
+            data_dir=tmp_path / "data", generator="openai", openai_api_key="k",
+            openai_base_url=server.url + "/v1", _env_file=None,
+        )
+    )
+    services.ingestor.ingest(iter_documents([docs], source="d", max_bytes=1 << 20), source="d")
+    answer = services.answers.answer(Question(text="and on that one?", history=HISTORY))
+    assert answer.trace is not None and answer.trace.query == "install the CLI on Linux"
+    server.fail_next(1, status=400)  # the rewrite is rejected: the rule-based rewrite takes over
+    answer = services.answers.answer(Question(text="and on that one?", history=HISTORY))
+    assert answer.trace is not None and "install" in answer.trace.query and "windows" in answer.trace.query.lower()
