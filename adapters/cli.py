@@ -218,7 +218,7 @@ def eval_retrieval(
             t = time.perf_counter()
             result = services.retriever.search(q.text, 100, UNRESTRICTED)
             times.append((time.perf_counter() - t) * 1000)
-            ranked = doc_ranking(result.passages)
+            ranked = doc_ranking(result.passages, result.duplicates_of)
             ndcg.append(ndcg_at(ranked, q.relevant))
             r10.append(recall_at(ranked, q.relevant, 10))
             r50.append(recall_at(ranked, q.relevant, 50))

@@ -38,7 +38,9 @@ def main() -> None:
     for name in args.sets.split(","):
         dataset = EVALDATA / name
         with tempfile.TemporaryDirectory(prefix="supportbot-bench-") as tmp:
-            settings = base.model_copy(update={"data_dir": Path(tmp), "database_url": None, "reranker": "none"})
+            settings = base.model_copy(
+                update={"data_dir": Path(tmp), "database_url": None, "reranker": "none"}
+            )
             services = Services(settings)
             t = time.perf_counter()
             services.ingestor.ingest(
@@ -51,7 +53,9 @@ def main() -> None:
                 try:
                     with_reranker = Services(settings.model_copy(update={"reranker": reranker}))
                     if reranker == "cross-encoder" and settings.cross_encoder_dir is None:
-                        raise LookupError("no SUPPORTBOT_CROSS_ENCODER_DIR (no cross-encoder ships in a wheel)")
+                        raise LookupError(
+                            "no SUPPORTBOT_CROSS_ENCODER_DIR (no cross-encoder ships in a wheel)"
+                        )
                     if reranker == "cohere" and settings.cohere_api_key is None:
                         raise LookupError("no COHERE_API_KEY")
                     retrievers[f"hybrid+{reranker}"] = Retriever(
@@ -71,7 +75,9 @@ def main() -> None:
                     t = time.perf_counter()
                     result = retriever.search(q.text, 30, UNRESTRICTED)
                     times.setdefault(label, []).append((time.perf_counter() - t) * 1000)
-                    scores.setdefault(label, []).append(ndcg_at(doc_ranking(result.passages), q.relevant))
+                    scores.setdefault(label, []).append(
+                        ndcg_at(doc_ranking(result.passages, result.duplicates_of), q.relevant)
+                    )
             for label, values in scores.items():
                 figures[f"{name}.{label}.ndcg@10"] = round(sum(values) / len(values), 4)
             for label, values in times.items():

@@ -67,7 +67,7 @@ class Ingestor:
         index: ChunkIndex,
         store: DocumentStore,
         *,
-        chunk_size: int = 100,
+        chunk_size: int = 80,
         chunk_overlap: int = 20,
         batch_chunks: int = 256,
     ) -> None:

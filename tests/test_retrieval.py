@@ -151,7 +151,7 @@ def test_covered_queries_trust_keywords_and_paraphrases_trust_vectors(retriever:
     config = retriever.config
     covered = retriever.search("reset password link emailed", 5, SearchFilters())
     assert covered.coverage is not None and covered.coverage >= config.coverage_threshold
-    assert covered.dense_weight == config.dense_weight == 0.2
+    assert covered.dense_weight == config.dense_weight == 0.3
     # Only "forgot" and "login" are content words here and neither is in any passage's text.
     paraphrase = retriever.search("I forgot my login secret", 5, SearchFilters())
     assert paraphrase.coverage is None or paraphrase.coverage < config.coverage_threshold
@@ -168,8 +168,8 @@ def test_keyword_coverage_and_weight_rule() -> None:
     assert keyword_coverage("the of and", hit) == 0.0
     config = RetrievalConfig()
     assert adaptive_dense_weight(None, config) == config.dense_weight_uncovered
-    assert adaptive_dense_weight(0.69, config) == config.dense_weight_uncovered
-    assert adaptive_dense_weight(0.7, config) == config.dense_weight
+    assert adaptive_dense_weight(0.79, config) == config.dense_weight_uncovered
+    assert adaptive_dense_weight(0.8, config) == config.dense_weight
     fixed = replace(config, dense_weight=0.5, dense_weight_uncovered=0.5)
     assert adaptive_dense_weight(0.1, fixed) == adaptive_dense_weight(1.0, fixed) == 0.5
 
@@ -182,3 +182,111 @@ def test_search_reports_timings_and_respects_k(retriever: Retriever, tmp_path: P
         "x", 3, SearchFilters()
     )
     assert empty.passages == () and empty.coverage is None
+
+
+def test_collapsed_duplicates_stay_attached_to_their_passage(retriever: Retriever) -> None:
+    from bot.evaluation import doc_ranking
+
+    result = retriever.search("Is the office closed on public holidays?", 5, SearchFilters())
+    shown = [p.chunk.doc_id for p in result.passages]
+    assert len({"holidays", "holidays-copy"} & set(shown)) == 1
+    rep = next(p for p in result.passages if p.chunk.doc_id in {"holidays", "holidays-copy"})
+    [dup] = result.duplicates_of[rep.chunk.id]
+    assert {rep.chunk.doc_id, dup.chunk.doc_id} == {"holidays", "holidays-copy"}
+    ranked = doc_ranking(result.passages, result.duplicates_of)
+    assert ranked.index(dup.chunk.doc_id) == ranked.index(rep.chunk.doc_id) + 1
+    assert doc_ranking(result.passages) == shown
+
+
+def test_an_index_written_with_fts5_keywords_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    import numpy as np
+
+    path = tmp_path / "index.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE chunks (row INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, doc_id TEXT NOT NULL,"
+        " ordinal INTEGER NOT NULL, text TEXT NOT NULL, title TEXT NOT NULL, heading_path TEXT NOT NULL,"
+        " url TEXT NOT NULL, source TEXT NOT NULL, content_hash TEXT NOT NULL, updated_at REAL,"
+        " access TEXT NOT NULL, vector BLOB NOT NULL);"
+        "CREATE VIRTUAL TABLE chunks_fts USING fts5(context, body, acl, src);"
+        "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, row INTEGER NOT NULL, op TEXT NOT NULL);"
+    )
+    for i, (key, (title, text, access)) in enumerate(PASSAGES.items()):
+        old.execute(
+            "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                i + 1,
+                f"{key}#0",
+                key,
+                0,
+                text,
+                title,
+                "[]",
+                "u",
+                "kb",
+                "h",
+                None,
+                f'["{access[0]}"]',
+                np.eye(4, dtype=np.float32)[i % 4].tobytes(),
+            ),
+        )
+        old.execute("INSERT INTO changes (row, op) VALUES (?, 'add')", (i + 1,))
+    old.commit()
+    old.close()
+    index = LocalIndex(path)
+    assert index.count() == len(PASSAGES)
+    hits = index.keyword_search("printer driver", 3, SearchFilters())
+    assert hits[0].chunk.doc_id == "printer"
+    assert [h.chunk.doc_id for h in index.keyword_search("salary bands", 3, SearchFilters())] == []
+    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
+    assert "chunks_fts" not in tables and "vocab" in tables
+
+
+def test_keyword_index_follows_writes_from_another_process(tmp_path: Path) -> None:
+    import numpy as np
+
+    writer, reader = LocalIndex(tmp_path / "i.sqlite"), LocalIndex(tmp_path / "i.sqlite")
+    vec = np.eye(1, 4, dtype=np.float32)
+    writer.replace("printer", [_chunk("printer", *PASSAGES["printer"])], vec)
+    assert [h.chunk.doc_id for h in reader.keyword_search("usb driver", 3, SearchFilters())] == ["printer"]
+    writer.replace(
+        "printer", [_chunk("printer", "Printer", "Printers now pair over Bluetooth.", (PUBLIC,))], vec
+    )
+    writer.replace("vpn", [_chunk("vpn", *PASSAGES["vpn"])], vec)
+    assert reader.keyword_search("usb driver", 3, SearchFilters()) == []
+    found = {h.chunk.doc_id for h in reader.keyword_search("bluetooth token", 3, SearchFilters())}
+    assert found == {"printer", "vpn"}
+
+
+def test_every_candidate_is_scored_by_both_signals(retriever: Retriever, index: LocalIndex) -> None:
+    query = "reset password link"
+    keyword = {h.chunk.id: h.score for h in index.keyword_search(query, 10, SearchFilters())}
+    ids = [*keyword, "vpn#0", "no-such-chunk"]
+    assert index.keyword_scores(query, ids) == pytest.approx([*keyword.values(), 0.0, 0.0])
+    vectors = index.vectors(["password#0", "no-such-chunk"])
+    assert vectors.shape == (2, 384) and not vectors[1].any()
+    assert float(vectors[0] @ vectors[0]) == pytest.approx(1.0, abs=1e-3)
+    result = retriever.search(query, 5, SearchFilters())
+    top = result.passages[0]
+    assert top.chunk.doc_id == "password"
+    # "dense" stays the plain query cosine (the answer policy reads it); feedback is separate.
+    assert {"fused", "dense", "dense_prf", "keyword"} <= set(top.scores)
+    plain = {h.chunk.id: h.score for h in result.dense}
+    assert top.scores["dense"] == pytest.approx(plain[top.chunk.id])
+    off = Retriever(
+        retriever.embedder, index, config=replace(retriever.config, prf_weight=0.0, complete_scores=False)
+    )
+    assert "dense_prf" not in off.search(query, 5, SearchFilters()).passages[0].scores
+
+
+def test_the_factory_retriever_uses_complete_scores_and_feedback(tmp_path: Path) -> None:
+    from adapters.factory import Services
+    from adapters.settings import Settings
+
+    services = Services(Settings(data_dir=tmp_path, _env_file=None))  # type: ignore[call-arg]
+    chunk = _chunk("password", *PASSAGES["password"])
+    services.index.replace("password", [chunk], services.embedder.embed_documents([embedding_text(chunk)]))
+    top = services.retriever.search("reset password", 3, SearchFilters()).passages[0]
+    assert "dense_prf" in top.scores
