@@ -10,7 +10,7 @@ collapsed ones stay attached to the passage that represents them
 Steps (the cost at 100k chunks under load, p50, is in brackets; see bench/latency.py):
 
 1. Candidates: ``candidates`` (50) by dense cosine and 50 by BM25 (the local index: k1=0.9,
-   b=0.4, title/headings x3) [embed ~5 ms, dense ~6 ms, keyword ~2 ms].
+   b=0.4, title/headings x3) [embed ~4 ms, dense ~6 ms, keyword ~2 ms; FTS5 took ~20 ms].
 2. Complete scores: a dense candidate the keyword list missed gets its own BM25 score, so
    every candidate is scored by both signals (``complete_scores``; needs an index that is a
    :class:`CandidateScorer`, as the local one is).
@@ -20,7 +20,7 @@ Steps (the cost at 100k chunks under load, p50, is in brackets; see bench/latenc
    0.3); paraphrases the words miss trust vectors (0.8).
 4. Dense pseudo-relevance feedback (Rocchio): the query vector plus the mean vector of the 3
    best fused passages re-scores every candidate, and the fusion is redone with that dense
-   score [steps 2-4 and the collapse ~1 ms]. ``scores["dense"]`` stays the plain query
+   score [steps 2-5 ~1.7 ms]. ``scores["dense"]`` stays the plain query
    cosine (answer policies read it); the feedback cosine is ``scores["dense_prf"]``.
 5. Near-duplicate grouping (word 3-shingle Jaccard >= 0.9), then the optional reranker.
 

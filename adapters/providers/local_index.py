@@ -240,6 +240,7 @@ class LocalIndex:
         self._sigs: dict[tuple[str, ...], int] = {}
         self._sources: dict[str, int] = {}
         self._chunk_cache: dict[int, Chunk] = {}
+        self._last_bm25: tuple[tuple[str, int, int], np.ndarray | None] | None = None
         self._row_of: dict[str, int] = {}  # chunk id -> sqlite row (a replaced chunk gets a new row)
 
     # -- connections -----------------------------------------------------------------------------
@@ -527,7 +528,19 @@ class LocalIndex:
             return self._top(conn, np.where(mask, scores, -np.inf), k, "dense")
 
     def _bm25(self, conn: sqlite3.Connection, query: str) -> np.ndarray | None:
-        """BM25 of every position for ``query`` (0 = no term), or None when nothing can match."""
+        """BM25 of every position for ``query`` (0 = no term), or None when nothing can match.
+
+        The last result is kept (per index state): the retriever asks ``keyword_search`` and then
+        ``keyword_scores`` for the same query.
+        """
+        key = (query, self._seq, self._n)
+        if self._last_bm25 is not None and self._last_bm25[0] == key:
+            return self._last_bm25[1]
+        scores = self._bm25_scores(conn, query)
+        self._last_bm25 = (key, scores)
+        return scores
+
+    def _bm25_scores(self, conn: sqlite3.Connection, query: str) -> np.ndarray | None:
         words = content_words(query)
         n = self._n
         if not words or n == 0:
