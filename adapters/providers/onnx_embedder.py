@@ -10,7 +10,9 @@ No PyTorch and no hub download.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,8 @@ class OnnxEmbedder:
         pooling: str = "mean",
         max_length: int = 128,
         threads: int = 0,
-        batch_size: int = 32,
+        batch_size: int = 8,
+        workers: int | None = None,
     ) -> None:
         self._model_dir = model_dir
         self._pooling = pooling
@@ -58,6 +61,12 @@ class OnnxEmbedder:
         self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
+        # Batches of documents run on `workers` single-threaded sessions side by side: on small
+        # machines that beats one session's intra-op threads (measured on 2 cores: ~115 against
+        # ~93 passages/s of 128 tokens). Queries use the one multi-threaded session (latency).
+        self._workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+        self._batch_sessions: list[Any] = []
+        self._pool: ThreadPoolExecutor | None = None
         self._dimension: int | None = None
         label = "all-MiniLM-L6-v2-int8" if model_dir is None else model_dir.name
         self.name = f"onnx:{label}:{pooling}:{max_length}"
@@ -95,20 +104,31 @@ class OnnxEmbedder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         self._input_names = {i.name for i in session.get_inputs()}
+        if self._workers > 1:
+            options.intra_op_num_threads = 1
+            self._batch_sessions = [
+                ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+                for _ in range(self._workers)
+            ]
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="embed")
         self._tokenizer, self._session = tokenizer, session
 
-    def _run(self, texts: Sequence[str]) -> Matrix:
+    def _ensure_loaded(self) -> None:
         if self._session is None:
             with self._lock:
                 if self._session is None:
                     self._load()
+
+    def _run(self, texts: Sequence[str], session: Any = None) -> Matrix:
+        self._ensure_loaded()
+        session = session or self._session
         encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = self._session.run(None, feeds)[0]
+        hidden = session.run(None, feeds)[0]
         if self._pooling == "cls":
             pooled = hidden[:, 0, :]
         else:
@@ -122,9 +142,18 @@ class OnnxEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         # Sort by length so each batch pads little; restore the order afterwards.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out: list[Matrix] = []
-        for start in range(0, len(order), self._batch_size):
-            out.append(self._run([texts[i] for i in order[start : start + self._batch_size]]))
+        batches = [
+            [texts[i] for i in order[start : start + self._batch_size]]
+            for start in range(0, len(order), self._batch_size)
+        ]
+        self._ensure_loaded()
+        if self._pool is not None and len(batches) > 1:
+            sessions = self._batch_sessions
+            out = list(
+                self._pool.map(lambda nb: self._run(nb[1], sessions[nb[0] % len(sessions)]), enumerate(batches))
+            )
+        else:
+            out = [self._run(batch) for batch in batches]
         stacked = np.concatenate(out, axis=0)
         result = np.empty_like(stacked)
         result[np.array(order)] = stacked
