@@ -12,12 +12,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy import exc as sa_exc
+
 from adapters.settings import Settings
 from bot.access import AccessResolver
 from bot.answering import AnswerService, DeclinePolicy
 from bot.errors import ConfigError
 from bot.extractive import ExtractiveGenerator
-from bot.feedback import FeedbackConfig, FeedbackRanker
+from bot.feedback import FeedbackConfig, FeedbackRanker, VoteRecord
 from bot.ports import AnswerStore, ChunkIndex, DocumentStore, Embedder, Generator, QueryRewriter, Reranker
 from bot.retrieval import RetrievalConfig, Retriever
 from knowledge.pipeline import Ingestor
@@ -201,21 +203,29 @@ class Services:
 
         store = self.answer_store
         assert isinstance(store, SqlAnswerStore)
-        return FeedbackRanker(
-            store.vote_records, self.embedder, FeedbackConfig(enabled=self.settings.feedback_ranking)
-        )
+
+        def votes() -> list[VoteRecord]:
+            # A database hiccup must not fail the search: rank without votes this time.
+            try:
+                return store.vote_records()
+            except sa_exc.SQLAlchemyError as exc:
+                log.warning("feedback ranking skipped: votes unavailable (%s)", type(exc).__name__)
+                return []
+
+        return FeedbackRanker(votes, self.embedder, FeedbackConfig(enabled=self.settings.feedback_ranking))
 
     @cached_property
     def retriever(self) -> Retriever:
         config = replace(RetrievalConfig(), candidates=self.settings.candidates)
-        from adapters.resilience import ResilientEmbedder, ResilientIndex
+        from adapters.resilience import ResilientEmbedder, resilient_index
 
         # Query-path reads are retried within the budget; ingest writes go to the raw providers.
         return Retriever(
             ResilientEmbedder(self.embedder, self.retry_budget),
-            ResilientIndex(self.index, self.retry_budget),
+            resilient_index(self.index, self.retry_budget),
             self.reranker,
             config,
+            feedback=self.feedback_ranker if self.settings.feedback_ranking else None,
         )
 
     @cached_property

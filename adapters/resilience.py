@@ -47,6 +47,7 @@ from bot.ports import (
     Reranker,
     Vector,
 )
+from bot.retrieval import CandidateScorer
 from bot.types import Answer, Chunk, Feedback, Platform, ScoredChunk, SearchFilters, Vote
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,28 @@ class ResilientIndex:
 
     def count(self) -> int:
         return self.retry.call(f"index {self.name}", self.inner.count)
+
+
+class ResilientScoringIndex(ResilientIndex):
+    """A ResilientIndex over an index that also scores given candidates (the local index):
+    ``vectors`` and ``keyword_scores`` are retried like the searches."""
+
+    def __init__(self, inner: CandidateScorer, retry: RetryBudget | None = None) -> None:
+        super().__init__(inner, retry)  # type: ignore[arg-type]
+        self.scorer = inner
+
+    def vectors(self, chunk_ids: Sequence[str]) -> Matrix:
+        return self.retry.call(f"index {self.name}", lambda: self.scorer.vectors(chunk_ids))
+
+    def keyword_scores(self, query: str, chunk_ids: Sequence[str]) -> list[float]:
+        return self.retry.call(f"index {self.name}", lambda: self.scorer.keyword_scores(query, chunk_ids))
+
+
+def resilient_index(inner: ChunkIndex, retry: RetryBudget | None = None) -> ResilientIndex:
+    """The right resilient wrapper for ``inner``: one that keeps its candidate scoring, if it has any."""
+    if isinstance(inner, CandidateScorer):
+        return ResilientScoringIndex(inner, retry)
+    return ResilientIndex(inner, retry)
 
 
 class ResilientEmbedder:

@@ -41,7 +41,10 @@ def groups_of(name: str, queries: list[EvalQuery]) -> list[list[EvalQuery]]:
 
 def ndcg(services: Services, queries: list[EvalQuery]) -> float:
     filters = SearchFilters()
-    values = [ndcg_at(doc_ranking(services.retriever.search(q.text, 30, filters).passages), q.relevant) for q in queries]
+    values = []
+    for q in queries:
+        result = services.retriever.search(q.text, 30, filters)
+        values.append(ndcg_at(doc_ranking(result.passages, result.duplicates_of), q.relevant))
     return sum(values) / len(values) if values else 0.0
 
 

@@ -64,6 +64,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from bot.feedback import FeedbackRanker
 from bot.ports import ChunkIndex, Embedder, Matrix, Reranker, Vector
 from bot.types import ScoredChunk, SearchFilters
 from knowledge.text import content_words
@@ -240,13 +241,8 @@ def collapse_near_duplicates(hits: Sequence[ScoredChunk], threshold: float) -> l
 
 
 def _candidate_scorer(index: ChunkIndex) -> CandidateScorer | None:
-    """``index`` as a CandidateScorer, looking through one wrapper that keeps its index in
-    ``inner`` (adapters.resilience.ResilientIndex forwards only the ChunkIndex methods; the
-    local index it wraps fails only with the process, so skipping the retry costs nothing)."""
-    for candidate in (index, getattr(index, "inner", None)):
-        if isinstance(candidate, CandidateScorer):
-            return candidate
-    return None
+    """``index`` as a CandidateScorer, when it is one."""
+    return index if isinstance(index, CandidateScorer) else None
 
 
 def _with_keyword_scores(
@@ -273,11 +269,13 @@ class Retriever:
         index: ChunkIndex,
         reranker: Reranker | None = None,
         config: RetrievalConfig | None = None,
+        feedback: FeedbackRanker | None = None,
     ) -> None:
         self.embedder = embedder
         self.index = index
         self.reranker = reranker
         self.config = config or RetrievalConfig()
+        self.feedback = feedback
 
     def _feedback_pass(
         self,
@@ -333,9 +331,14 @@ class Retriever:
         fused = fuse(dense, keyword_all, self.config, dense_weight=weight)
         if scorer is not None and self.config.prf_weight > 0 and fused:
             fused = self._feedback_pass(vector, fused, keyword_all, weight, scorer)
+        if self.feedback is not None:
+            # Votes on similar earlier questions, for passages the viewer's filter admitted.
+            fused = self.feedback.adjust(vector, fused, filters.groups)
         fused, duplicates = group_near_duplicates(fused[: max(k * 3, 20)], self.config.dedupe_jaccard)
         if self.reranker is not None and fused:
             fused = self.reranker.rerank(query, fused[: self.config.candidates], top_k=k)
+            if self.feedback is not None:
+                fused = self.feedback.adjust(vector, fused, filters.groups)
         t4 = time.perf_counter()
         timings.update(
             embed=(t1 - t0) * 1000,
