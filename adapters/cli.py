@@ -118,6 +118,16 @@ def search(
         out.print(f"   {text}", highlight=False)
 
 
+def _emit_figures(figures: dict[str, float | int], as_json: bool) -> None:
+    """Evaluation figures: exactly one JSON object on stdout with --json, else aligned lines."""
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    width = max(map(len, figures), default=0)
+    for key, value in figures.items():
+        out.print(f"{key:>{width}}  {value}")
+
+
 def _print_answer(answer: Answer) -> None:
     style = "green" if answer.decision == Decision.ANSWERED else "yellow"
     out.print(answer.text, style=style, highlight=False)
@@ -195,11 +205,7 @@ def eval_answers(
         services.answer_store.engine  # migrate before timing  # noqa: B018
         services.decline_policy()
         figures = answer_figures(services.answers, load_queries(dataset))
-    if as_json:
-        sys.stdout.write(json.dumps(figures) + "\n")
-    else:
-        for key, value in figures.items():
-            out.print(f"{key:>20}  {value}")
+    _emit_figures(figures, as_json)
 
 
 @eval_app.command("retrieval")
@@ -233,11 +239,7 @@ def eval_retrieval(
         "p50_ms": round(percentile(times, 0.5), 2),
         "p95_ms": round(percentile(times, 0.95), 2),
     }
-    if as_json:
-        sys.stdout.write(json.dumps(figures) + "\n")
-    else:
-        for key, value in figures.items():
-            out.print(f"{key:>10}  {value}")
+    _emit_figures(figures, as_json)
 
 
 @app.command()
