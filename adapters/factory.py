@@ -17,7 +17,7 @@ from sqlalchemy import exc as sa_exc
 from adapters.settings import Settings
 from bot.access import AccessResolver
 from bot.answering import AnswerService, DeclinePolicy
-from bot.errors import ConfigError
+from bot.errors import ConfigError, ProviderError
 from bot.extractive import ExtractiveGenerator
 from bot.feedback import FeedbackConfig, FeedbackRanker, VoteRecord
 from bot.ports import AnswerStore, ChunkIndex, DocumentStore, Embedder, Generator, QueryRewriter, Reranker
@@ -208,7 +208,7 @@ class Services:
             # A database hiccup must not fail the search: rank without votes this time.
             try:
                 return store.vote_records()
-            except sa_exc.SQLAlchemyError as exc:
+            except (sa_exc.SQLAlchemyError, ProviderError) as exc:
                 log.warning("feedback ranking skipped: votes unavailable (%s)", type(exc).__name__)
                 return []
 

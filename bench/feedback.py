@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import random
+from dataclasses import replace
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -48,7 +49,7 @@ def ndcg(services: Services, queries: list[EvalQuery]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def run_set(name: str, seed: int = 13) -> dict[str, float | int]:
+def run_set(name: str, seed: int = 13, sweep: bool = False) -> dict[str, float | int]:
     dataset = EVALDATA / name
     with tempfile.TemporaryDirectory(prefix="supportbot-bench-") as tmp:
         services = Services(Settings(data_dir=Path(tmp), _env_file=None))  # type: ignore[call-arg]
@@ -78,6 +79,14 @@ def run_set(name: str, seed: int = 13) -> dict[str, float | int]:
                 Feedback(answer.id, f"user{i}", Platform.WEB, Vote.UP if good else Vote.DOWN)
             )
         services.feedback_ranker.refresh(force=True)
+        if sweep:
+            default = services.feedback_ranker.config
+            for sim in (0.5, 0.6, 0.7, 0.75):
+                for per_vote in (0.12, 0.25, 0.4):
+                    services.feedback_ranker.config = replace(default, min_similarity=sim, per_vote=per_vote)
+                    log(f"{name} sim>={sim} per_vote={per_vote}: heldout {ndcg(services, heldout):.4f}"
+                        f" unrelated {ndcg(services, unrelated_qs):.4f}")
+            services.feedback_ranker.config = default
         figures = {
             "ndcg_before": round(before_heldout, 4),
             "ndcg_after_heldout_paraphrases": round(ndcg(services, heldout), 4),
@@ -96,8 +105,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--sets", default="stackfaq,emanual_tv")
+    parser.add_argument("--sweep", action="store_true", help="also log figures for other similarity/weight settings")
     args = parser.parse_args()
-    per_set = {name: run_set(name) for name in args.sets.split(",")}
+    per_set = {name: run_set(name, sweep=args.sweep) for name in args.sets.split(",")}
     # The headline keys are query-weighted over the sets; per-set figures follow.
     figures: dict[str, object] = {}
     for key, weight_key in (

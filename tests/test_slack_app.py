@@ -432,8 +432,11 @@ def test_thumbs_reactions_on_an_answer_are_votes(
     react("-1::skin-tone-3", answer_ts)
     fake.wait_for(lambda: services.answer_store.feedback_for(answer_id)[0].vote == Vote.DOWN)
     assert len(services.answer_store.feedback_for(answer_id)) == 1  # one vote per user, replaced
+    # Each vote is thanked after it is stored: wait for the second thank-you, not just the first.
     thanks = fake.wait_for(
-        lambda: [c for c in fake.calls_to("chat.postEphemeral") if c.args.get("user") == "U6"]
+        lambda: [c for c in fake.calls_to("chat.postEphemeral") if c.args.get("user") == "U6"][1:] and [
+            c for c in fake.calls_to("chat.postEphemeral") if c.args.get("user") == "U6"
+        ]
     )
     assert len(thanks) == 2
     assert ACTION_COMMENT in json.dumps(thanks[-1].args.get("blocks"))
