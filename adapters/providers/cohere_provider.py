@@ -12,7 +12,6 @@ pass ``max_retries=0`` to ``cohere_client`` when the caller owns retries.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import Any, NoReturn, cast
@@ -24,6 +23,7 @@ import numpy.typing as npt
 from cohere.core.api_error import ApiError
 from cohere.core.parse_error import ParsingError
 
+from adapters.providers.lazy import LazyClient
 from bot.errors import ConfigError, ProviderError, ProviderRejected, ProviderUnavailable
 from bot.ports import Matrix, Vector
 from bot.types import Chunk, ScoredChunk
@@ -63,28 +63,9 @@ def passage_text(chunk: Chunk) -> str:
     return f"{chunk.context}\n{chunk.text}" if chunk.context else chunk.text
 
 
-class _LazyClient:
-    """A client given as-is, or built once, on first use, by a zero-argument factory."""
-
-    def __init__(self, source: cohere.ClientV2 | Callable[[], cohere.ClientV2]) -> None:
-        self._source = source
-        self._value: cohere.ClientV2 | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> cohere.ClientV2:
-        if self._value is None:
-            with self._lock:
-                if self._value is None:
-                    source = self._source
-                    self._value = source if isinstance(source, cohere.ClientV2) else source()
-        return self._value
-
-    def close(self) -> None:
-        """Close the client if it was built here from a factory (a given one is the caller's)."""
-        with self._lock:
-            value, self._value = self._value, None
-            if value is not None and not isinstance(self._source, cohere.ClientV2):
-                cast(Any, value).__exit__(None, None, None)  # ClientV2 closes its httpx client on exit
+def _lazy(client: cohere.ClientV2 | Callable[[], cohere.ClientV2]) -> LazyClient[cohere.ClientV2]:
+    # ClientV2 closes its httpx client on exit.
+    return LazyClient(client, cohere.ClientV2, lambda c: cast(Any, c).__exit__(None, None, None))
 
 
 def map_cohere_error(exc: BaseException, what: str) -> ProviderError:
@@ -141,7 +122,7 @@ class CohereEmbedder:
         dimension: int | None = None,
         batch_size: int = MAX_BATCH,
     ) -> None:
-        self._client = _LazyClient(client)
+        self._client = _lazy(client)
         self.model = model
         self._output_dimension = dimension
         self._dimension = dimension or KNOWN_DIMENSIONS.get(model)
@@ -224,7 +205,7 @@ class CohereReranker:
         *,
         max_tokens_per_doc: int | None = None,
     ) -> None:
-        self._client = _LazyClient(client)
+        self._client = _lazy(client)
         self.model = model
         self._max_tokens_per_doc = max_tokens_per_doc
         self.name = f"cohere:{model}"

@@ -15,7 +15,6 @@ job to the caller instead (a Celery task that retries ``ProviderUnavailable``).
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
@@ -23,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import openai
 
+from adapters.providers.lazy import LazyClient
 from bot.errors import ConfigError, ProviderError, ProviderRejected, ProviderUnavailable
 from bot.ports import Generation, GenerationRequest, Matrix, Vector
 from bot.prompt import build_messages, build_rewrite_messages, is_not_found
@@ -66,28 +66,8 @@ def l2_normalise(matrix: npt.NDArray[Any]) -> Matrix:
     return out
 
 
-class _LazyClient:
-    """A client given as-is, or built once, on first use, by a zero-argument factory."""
-
-    def __init__(self, source: openai.OpenAI | Callable[[], openai.OpenAI]) -> None:
-        self._source = source
-        self._value: openai.OpenAI | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> openai.OpenAI:
-        if self._value is None:
-            with self._lock:
-                if self._value is None:
-                    source = self._source
-                    self._value = source if isinstance(source, openai.OpenAI) else source()
-        return self._value
-
-    def close(self) -> None:
-        """Close the client if it was built here from a factory (a given one is the caller's)."""
-        with self._lock:
-            value, self._value = self._value, None
-            if value is not None and not isinstance(self._source, openai.OpenAI):
-                value.close()
+def _lazy(client: openai.OpenAI | Callable[[], openai.OpenAI]) -> LazyClient[openai.OpenAI]:
+    return LazyClient(client, openai.OpenAI, lambda c: c.close())
 
 
 _SAFE_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -140,7 +120,7 @@ class OpenAIEmbedder:
         dimensions: int | None = None,
         batch_size: int = MAX_BATCH_ITEMS,
     ) -> None:
-        self._client = _LazyClient(client)
+        self._client = _lazy(client)
         self.model = model
         self._dimensions = dimensions
         self._batch_size = max(1, min(batch_size, 2048))
@@ -226,7 +206,7 @@ class OpenAIGenerator:
         temperature: float = 0.0,
         max_tokens: int = 700,
     ) -> None:
-        self._client = _LazyClient(client)
+        self._client = _lazy(client)
         self.model = model
         self._temperature = temperature
         self._max_tokens = max_tokens
@@ -288,7 +268,7 @@ class OpenAIRewriter:
     name = "openai-rewrite"
 
     def __init__(self, client: openai.OpenAI | Callable[[], openai.OpenAI], model: str = "gpt-4o-mini") -> None:
-        self._client = _LazyClient(client)
+        self._client = _lazy(client)
         self.model = model
 
     def rewrite(self, question: str, history: Sequence[Turn]) -> str:
