@@ -44,7 +44,7 @@ class VoteRecord:
 @dataclass(frozen=True)
 class FeedbackConfig:
     enabled: bool = True
-    min_similarity: float = 0.75
+    min_similarity: float = 0.5
     per_vote: float = 0.12
     max_boost: float = 0.3
     half_life_days: float = 90.0
