@@ -265,6 +265,11 @@ def serve(
         threading.Timer(1.5, lambda: webbrowser.open(f"http://{bind}:{number}/")).start()
     from adapters.embedded_redis import local_workers
 
+    import signal
+
+    # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it unwinds through
+    # local_workers, which then stops the embedded Redis and the worker instead of orphaning them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Without REDIS_URL: an embedded Redis and a worker run alongside, so /ingest works locally.
     with local_workers(services.settings) as settings:
         services = Services(settings) if settings is not services.settings else services
