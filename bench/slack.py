@@ -86,6 +86,9 @@ def main() -> None:
             slack_signing_secret=SECRET,  # type: ignore[arg-type]
             slack_api_url=fake.api_url,
             slack_admins=["UADMIN"],
+            # The bench measures answering, not the rate limiter (one user asks 100 questions).
+            rate_questions_per_user=0,
+            rate_questions_per_conversation=0,
         )
         services = Services(settings)
         t = time.perf_counter()
