@@ -134,7 +134,7 @@ def _print_answer(answer: Answer) -> None:
     if answer.note:
         out.print(f"({answer.note})", style="dim")
     for c in answer.citations:
-        where = " > ".join(x for x in (c.title, *c.heading_path) if x) or c.doc_id
+        where = " > ".join(dict.fromkeys(x for x in (c.title, *c.heading_path) if x)) or c.doc_id
         age = f", updated {c.updated_at:%Y-%m-%d}" if c.updated_at else ""
         out.print(f"  [{c.number}] {where} — {c.url}{age}", highlight=False)
 
