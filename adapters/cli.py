@@ -263,9 +263,9 @@ def serve(
         import webbrowser
 
         threading.Timer(1.5, lambda: webbrowser.open(f"http://{bind}:{number}/")).start()
-    from adapters.embedded_redis import local_workers
-
     import signal
+
+    from adapters.embedded_redis import local_workers
 
     # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it unwinds through
     # local_workers, which then stops the embedded Redis and the worker instead of orphaning them.

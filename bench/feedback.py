@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import random
-from dataclasses import replace
 import tempfile
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from _common import EVALDATA, emit, log  # noqa: I001
