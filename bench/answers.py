@@ -2,8 +2,10 @@
 
 For each BEIR folder it builds a fresh temporary index through the composition root (the
 same path as ``supportbot eval answers``), calibrates, and measures with
-``bot.evaluation.answer_figures``. On mtrag_cloud it then sweeps the decline strictness
-(both thresholds scaled) and records declined_rate against cited_relevant_rate.
+``bot.evaluation.answer_figures``. On mtrag_cloud it also measures the even and the odd
+half of the queries separately (``folds``: a guard against settings that only fit one
+half), then sweeps the decline strictness (both thresholds scaled) and records
+declined_rate against cited_relevant_rate.
 
     .venv/bin/python bench/answers.py [--data /work/shared/evaldata] [--json]
 
@@ -48,7 +50,9 @@ def build_services(dataset: Path, tmp: str) -> Services:
     report = services.ingestor.ingest(
         iter_documents([dataset / "corpus.jsonl"], source="eval", max_bytes=1 << 31), source="eval"
     )
-    log(f"{dataset.name}: {report.summary()} in {time.perf_counter() - t0:.1f}s; {services.index.count()} chunks")
+    log(
+        f"{dataset.name}: {report.summary()} in {time.perf_counter() - t0:.1f}s; {services.index.count()} chunks"
+    )
     services.answer_store.engine  # noqa: B018  (migrate before timing)
     return services
 
@@ -74,6 +78,12 @@ def run(data: Path) -> dict[str, Any]:
                 "calibration_s": round(calibration_s, 2),
             }
             if name == CURVE_SET:
+                # Overfitting guard: the same settings on the even and the odd half of the queries.
+                results["sets"][name]["folds"] = {
+                    "even": answer_figures(services.answers, queries[0::2]),
+                    "odd": answer_figures(services.answers, queries[1::2]),
+                }
+                log(f"  folds: {results['sets'][name]['folds']}")
                 base = services.answers
                 for strictness in STRICTNESS:
                     service = AnswerService(
@@ -124,7 +134,10 @@ def main() -> None:
         sys.stdout.write(json.dumps(results) + "\n")
     else:
         for name, figures in results["sets"].items():
-            log(f"{name:>12}  " + "  ".join(f"{k}={v}" for k, v in figures.items() if k != "policy"))
+            log(
+                f"{name:>12}  "
+                + "  ".join(f"{k}={v}" for k, v in figures.items() if k not in ("policy", "folds"))
+            )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,16 @@ each one. It cannot state anything the passages do not say, takes milliseconds a
 needs no model. Sentences are scored by the question's content words they contain,
 weighted by rarity across the candidate sentences, by their passage's rank, and lightly
 by their position in the passage. When the question asks for a kind of answer (a price, a
-number, a duration, …; bot/answertype.py), sentences holding one are preferred.
+number, a duration, …; bot/answertype.py), sentences holding one are preferred. Quotes are
+spread over the top passages (each further sentence from an already-quoted passage is
+discounted), so the passage that answers is more often among those cited.
+
+Measured with ``supportbot eval answers`` (cited_relevant_rate, mtrag_cloud / emanual_tv /
+stackfaq): one passage's sentences first (spread 0, min_share 0.35) 0.814 / 0.791 / 0.819;
+spread 3, min_share 0.2 0.826 / 0.818 / 0.829 (citation precision 0.868 -> 0.840 on
+mtrag_cloud). Tried and dropped: scoring sentences by their MiniLM cosine to the question
+blended 50/50 with the word overlap (-0.012 / -0.003 / -0.007, and ~4 ms per sentence);
+always quoting the top passage's best sentence (no change: it is nearly always quoted).
 """
 
 from __future__ import annotations
@@ -99,12 +108,17 @@ class ExtractiveGenerator:
         self,
         max_sentences: int = 4,
         max_passages: int = 5,
-        min_share: float = 0.35,
+        min_share: float = 0.2,
         rank_decay: float = 0.35,
         type_boost: float = 1.0,
         merge_duplicates: bool = True,
         question_weight: float = 0.5,
+        spread: float = 3.0,
     ) -> None:
+        # Each sentence already quoted from a passage divides the next one's score by
+        # (1 + spread * count): the reply draws on several of the top passages instead of one,
+        # so the passage that answers is more often among those cited.
+        self.spread = spread
         self.question_weight = question_weight
         self.merge_duplicates = merge_duplicates
         self.rank_decay = rank_decay  # how much a lower-ranked passage's sentences are discounted
@@ -146,9 +160,21 @@ class ExtractiveGenerator:
         ranked = sorted(eligible, key=lambda s: -s.score)
         if self.merge_duplicates:
             ranked = _merge_duplicates(ranked)
-        chosen = ranked[: self.max_sentences]
+        chosen = self._spread(ranked)
         # Read in document order: passage by passage, sentence by sentence.
         return sorted(chosen, key=lambda s: (s.passage, s.position))
+
+    def _spread(self, ranked: list[ScoredSentence]) -> list[ScoredSentence]:
+        """The best ``max_sentences`` of ``ranked``, discounted for passages already quoted."""
+        pool = list(ranked)
+        chosen: list[ScoredSentence] = []
+        quoted: dict[int, int] = {}
+        while pool and len(chosen) < self.max_sentences:
+            best = max(pool, key=lambda s: s.score / (1 + self.spread * quoted.get(s.passage, 0)))
+            chosen.append(best)
+            pool.remove(best)
+            quoted[best.passage] = quoted.get(best.passage, 0) + 1
+        return chosen
 
     def generate(self, request: GenerationRequest) -> Generation:
         chosen = self.select(request)

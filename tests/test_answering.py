@@ -17,7 +17,7 @@ from bot.extractive import ExtractiveGenerator
 from bot.ports import Generation, GenerationRequest
 from bot.retrieval import Retriever
 from bot.rewrite import standalone_query
-from bot.types import PUBLIC, Decision, Question, ScoredChunk, Turn
+from bot.types import PUBLIC, Decision, Question, ScoredChunk, SearchFilters, Turn
 from tests.contracts import make_chunk
 
 _EMBEDDER = OnnxEmbedder()
@@ -346,3 +346,74 @@ def test_extractive_cites_a_repeated_sentence_once_with_every_source() -> None:
     )
     assert text.count("Hold the Back") == 1
     assert "[1][2]" in text
+
+
+def test_extractive_spreads_its_quotes_over_the_top_passages() -> None:
+    long = (
+        "Reset the remote by removing the batteries. "
+        "Reset the remote pairing from the TV menu. "
+        "Reset the remote again if the light keeps blinking. "
+        "Reset the remote codes from the settings page."
+    )
+    other = "A remote reset also clears the paired soundbar."
+    question = "How do I reset the remote?"
+    spread = ExtractiveGenerator(max_sentences=3).generate(_request(question, [long, other])).text
+    packed = ExtractiveGenerator(max_sentences=3, spread=0.0).generate(_request(question, [long, other])).text
+    assert "[2]" in spread
+    assert "[2]" not in packed
+
+
+# -- semantic checks (sentence-level cosine with the retriever's embedder) ----------------------------
+LONG_DOCS = {
+    **DOCS,
+    "network": "The office router sits in the server room next to the printer. "
+    "Cables are labelled by floor and by desk number. "
+    "Guests use the separate visitor network, which has no access to internal services. "
+    "To reset the router password, hold its reset pin for ten seconds until the lights flash. "
+    "The facilities team replaces broken cables on request.",
+}
+
+
+def test_sentence_gate_passes_a_question_one_sentence_answers(tmp_path: Path) -> None:
+    retriever = _retriever(tmp_path / "index.sqlite", LONG_DOCS)
+    question = "How can I reset the router password?"
+    top = retriever.search(question, 4, SearchFilters()).passages
+    passage_cos = max(p.scores["dense"] for p in top)
+    sentence_cos = float(
+        (
+            _EMBEDDER.embed_documents(
+                ["To reset the router password, hold its reset pin for ten seconds until the lights flash."]
+            )
+            @ _EMBEDDER.embed_query(question)
+        )[0]
+    )
+    assert sentence_cos > passage_cos  # the passage vector is diluted by its other sentences
+    gate = (passage_cos + sentence_cos) / 2
+
+    def ask(sentence_gate: bool) -> Decision:
+        policy = DeclinePolicy(min_dense=gate, sentence_gate=sentence_gate)
+        return (
+            AnswerService(retriever, ExtractiveGenerator(), None, policy=policy, k=4)
+            .answer(Question(question))
+            .decision
+        )
+
+    assert ask(True) == Decision.ANSWERED
+    assert ask(False) == Decision.DECLINED
+
+
+def test_a_cited_sentence_restating_the_question_overrides_low_support(retriever: Retriever) -> None:
+    question = Question("Does the installer need Python 3.10 or later?")
+
+    def ask(verbatim: float) -> Decision:
+        # min_support above 1: the support check alone always fails.
+        policy = DeclinePolicy(min_dense=0.3, min_support=1.01, verbatim=verbatim)
+        return (
+            AnswerService(retriever, ExtractiveGenerator(), None, policy=policy, k=4)
+            .answer(question)
+            .decision
+        )
+
+    assert ask(0.85) == Decision.ANSWERED
+    assert ask(0.0) == Decision.DECLINED
+    assert ask(0.999) == Decision.DECLINED
