@@ -225,7 +225,9 @@ def test_pinecone_faults_are_retried_then_fail_clearly(cloud: Services, fakes: d
                 ask(cloud)
     finally:
         pc.clear_faults()
-    assert time.monotonic() - started < 1.5 + 2.0
+    # Bounded, not hanging: no new attempt starts after the 1.5 s budget, but the attempt in flight
+    # still runs the Pinecone SDK's own (unconfigurable) retries, ~1-3 s on a loaded 2-core machine.
+    assert time.monotonic() - started < 1.5 + 4.5
 
 
 def test_pinecone_down_gets_a_polite_reply_in_slack_not_a_crash(
