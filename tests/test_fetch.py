@@ -6,7 +6,8 @@ names that "resolve" to private addresses do so through an injected resolver.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -17,20 +18,18 @@ from tests.fakes.connectors_server import WebsiteFake
 LOCAL = FetchPolicy(allow_hosts=frozenset({"127.0.0.1"}), timeout_s=5)
 
 
-@pytest.fixture(autouse=True)
-def _close_fetchers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Close every Fetcher a test made (their connection pools), so no socket is left open."""
+@pytest.fixture
+def make_fetcher() -> Iterator[Callable[..., Fetcher]]:
+    """Make Fetchers and close them all (their connection pools) at teardown."""
     made: list[Fetcher] = []
-    original = Fetcher.__post_init__
 
-    def tracked(self: Fetcher) -> None:
-        original(self)
-        made.append(self)
+    def make(*args: Any, **kwargs: Any) -> Fetcher:
+        made.append(Fetcher(*args, **kwargs))
+        return made[-1]
 
-    monkeypatch.setattr(Fetcher, "__post_init__", tracked)
-    yield
-    for fetcher in made:
-        fetcher.close()
+    yield make
+    for one in made:
+        one.close()
 
 
 @pytest.fixture
@@ -97,21 +96,21 @@ def test_the_allow_list_exempts_listed_hosts_only() -> None:
         check_url("http://127.0.0.2/", policy)
 
 
-def test_fetch_from_an_allowed_host_and_its_errors(site: WebsiteFake) -> None:
-    fetcher = Fetcher(LOCAL)
+def test_fetch_from_an_allowed_host_and_its_errors(make_fetcher: Callable[..., Fetcher], site: WebsiteFake) -> None:
+    fetcher = make_fetcher(LOCAL)
     reply = fetcher.get(site.url + "/docs/a.html")
     assert reply.status == 200 and b"Alpha text." in reply.body
     assert reply.content_type and reply.content_type.startswith("text/html")
     with pytest.raises(SourceGone, match="404"):
         fetcher.get(site.url + "/missing.html")
     with pytest.raises(UnsafeURLError):  # the same server is refused without the allow-list
-        Fetcher(FetchPolicy()).get(site.url + "/docs/a.html")
+        make_fetcher(FetchPolicy()).get(site.url + "/docs/a.html")
 
 
-def test_a_redirect_to_a_private_address_is_refused_before_connecting(site: WebsiteFake) -> None:
+def test_a_redirect_to_a_private_address_is_refused_before_connecting(make_fetcher: Callable[..., Fetcher], site: WebsiteFake) -> None:
     site.site.redirects["/go"] = "http://10.0.0.7/internal"
     site.site.redirects["/meta"] = "http://169.254.169.254/latest/meta-data/iam"
-    fetcher = Fetcher(LOCAL)
+    fetcher = make_fetcher(LOCAL)
     with pytest.raises(UnsafeURLError, match="10.0.0.7 is a private address"):
         fetcher.get(site.url + "/go")
     with pytest.raises(UnsafeURLError, match="metadata"):
@@ -120,20 +119,20 @@ def test_a_redirect_to_a_private_address_is_refused_before_connecting(site: Webs
     assert fetcher.get(site.url + "/ok").url.endswith("/docs/a.html")
 
 
-def test_redirect_and_size_limits(site: WebsiteFake) -> None:
+def test_redirect_and_size_limits(make_fetcher: Callable[..., Fetcher], site: WebsiteFake) -> None:
     for i in range(4):
         site.site.redirects[f"/r{i}"] = f"/r{i + 1}"
     site.site.redirects["/r4"] = "/docs/a.html"
     with pytest.raises(SourceError, match="more than 2 redirects"):
-        Fetcher(FetchPolicy(allow_hosts=LOCAL.allow_hosts, max_redirects=2)).get(site.url + "/r0")
-    assert Fetcher(LOCAL).get(site.url + "/r0").status == 200
+        make_fetcher(FetchPolicy(allow_hosts=LOCAL.allow_hosts, max_redirects=2)).get(site.url + "/r0")
+    assert make_fetcher(LOCAL).get(site.url + "/r0").status == 200
     with pytest.raises(SourceError, match="fetch limit"):
-        Fetcher(FetchPolicy(allow_hosts=LOCAL.allow_hosts, max_bytes=1000)).get(site.url + "/big.txt")
+        make_fetcher(FetchPolicy(allow_hosts=LOCAL.allow_hosts, max_bytes=1000)).get(site.url + "/big.txt")
 
 
-def test_rate_limits_are_waited_out_then_reported_as_transient(site: WebsiteFake) -> None:
+def test_rate_limits_are_waited_out_then_reported_as_transient(make_fetcher: Callable[..., Fetcher], site: WebsiteFake) -> None:
     waits: list[float] = []
-    fetcher = Fetcher(LOCAL, sleep=waits.append)
+    fetcher = make_fetcher(LOCAL, sleep=waits.append)
     site.rate_limit_next(2, retry_after=1.5)
     assert fetcher.get(site.url + "/docs/a.html").status == 200
     assert waits == [1.5, 1.5]
@@ -146,11 +145,11 @@ def test_rate_limits_are_waited_out_then_reported_as_transient(site: WebsiteFake
         fetcher.get(site.url + "/docs/a.html")
 
 
-def test_an_unreachable_host_is_transient() -> None:
+def test_an_unreachable_host_is_transient(make_fetcher: Callable[..., Fetcher]) -> None:
     import socket
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(SourceUnavailable, match="cannot connect"):
-        Fetcher(LOCAL).get(f"http://127.0.0.1:{port}/")
+        make_fetcher(LOCAL).get(f"http://127.0.0.1:{port}/")
