@@ -62,7 +62,7 @@ from pinecone.errors.exceptions import (
 
 from bot.errors import ConfigError, ProviderError, ProviderRejected, ProviderUnavailable
 from bot.ports import Matrix, Vector
-from bot.types import Chunk, ScoredChunk, SearchFilters
+from bot.types import Chunk, ScoredChunk, SearchFilters, chunk_to_dict
 from knowledge.sparse import SparseEncoder
 
 log = logging.getLogger(__name__)
@@ -139,19 +139,11 @@ def record_id(chunk_id: str) -> str:
 
 def chunk_metadata(chunk: Chunk, rev: str) -> dict[str, Any]:
     """The Pinecone metadata for ``chunk`` (strings, numbers and lists of strings only)."""
-    metadata: dict[str, Any] = {
-        "chunk_id": chunk.id,
-        "doc_id": chunk.doc_id,
-        "ordinal": chunk.ordinal,
-        "text": chunk.text,
-        "title": chunk.title,
-        "heading_path": list(chunk.heading_path),
-        "url": chunk.url,
-        "source": chunk.source,
-        "content_hash": chunk.content_hash,
-        "access": list(chunk.access),
-        "rev": rev,
-    }
+    metadata: dict[str, Any] = chunk_to_dict(chunk)
+    # Pinecone keeps its own "id" and refuses null values; filters need updated_at as epoch seconds.
+    metadata["chunk_id"] = metadata.pop("id")
+    metadata["rev"] = rev
+    del metadata["updated_at"]
     if chunk.updated_at is not None:
         metadata["updated_at"] = _epoch(chunk.updated_at)
     return metadata
