@@ -16,6 +16,8 @@ from bot.retrieval import (
     collapse_near_duplicates,
     fuse,
     keyword_coverage,
+    phrase_match,
+    with_phrase_bonus,
 )
 from bot.types import PUBLIC, Chunk, ScoredChunk, SearchFilters
 from knowledge.pipeline import embedding_text
@@ -172,6 +174,23 @@ def test_keyword_coverage_and_weight_rule() -> None:
     assert adaptive_dense_weight(0.8, config) == config.dense_weight
     fixed = replace(config, dense_weight=0.5, dense_weight_uncovered=0.5)
     assert adaptive_dense_weight(0.1, fixed) == adaptive_dense_weight(1.0, fixed) == 0.5
+
+
+def test_a_passage_with_the_question_s_phrase_gains_over_scattered_words() -> None:
+    phrase = ScoredChunk(
+        _chunk("lang", "Settings", "To change the menu language, open General and pick one.", (PUBLIC,)), 0.5
+    )
+    scattered = ScoredChunk(
+        _chunk("menu", "Settings", "The language of subtitles is set here; the menu shows more.", (PUBLIC,)), 0.6
+    )
+    query = "How do I change the menu language?"
+    assert phrase_match(query, phrase) == 1.0  # change-menu, menu-language (stopwords skipped)
+    assert phrase_match(query, scattered) == 0.0
+    assert phrase_match("language", phrase) == 0.0  # one content word: no pair to match
+    ranked = with_phrase_bonus(query, [scattered, phrase], 0.3)
+    assert [h.chunk.doc_id for h in ranked] == ["lang", "menu"]
+    assert ranked[0].score == pytest.approx(0.8) and ranked[0].scores["phrase"] == 1.0
+    assert with_phrase_bonus(query, [scattered, phrase], 0.0) == [scattered, phrase]
 
 
 def test_search_reports_timings_and_respects_k(retriever: Retriever, tmp_path: Path) -> None:
