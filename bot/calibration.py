@@ -43,7 +43,7 @@ _lock = threading.Lock()
 _cache: dict[Path, tuple[int, DeclinePolicy]] = {}
 
 SEED = 20240611
-VERSION = 3  # bump when the procedure changes so cached results are recomputed
+VERSION = 4  # bump when the procedure changes so cached results are recomputed
 
 OFF_TOPIC = (
     "What is the capital of Australia?",

@@ -390,8 +390,8 @@ def test_sentence_gate_passes_a_question_one_sentence_answers(tmp_path: Path) ->
     assert sentence_cos > passage_cos  # the passage vector is diluted by its other sentences
     gate = (passage_cos + sentence_cos) / 2
 
-    def ask(sentence_gate: bool) -> Decision:
-        policy = DeclinePolicy(min_dense=gate, sentence_gate=sentence_gate)
+    def ask(sentence_gate: bool, covered_dense: float = 1.0) -> Decision:
+        policy = DeclinePolicy(min_dense=gate, sentence_gate=sentence_gate, covered_dense=covered_dense)
         return (
             AnswerService(retriever, ExtractiveGenerator(), None, policy=policy, k=4)
             .answer(Question(question))
@@ -400,6 +400,33 @@ def test_sentence_gate_passes_a_question_one_sentence_answers(tmp_path: Path) ->
 
     assert ask(True) == Decision.ANSWERED
     assert ask(False) == Decision.DECLINED
+    # Every word of the question is in the best keyword hit: the gate is lowered for it.
+    assert retriever.search(question, 4, SearchFilters()).coverage == 1.0
+    assert ask(False, covered_dense=passage_cos / gate) == Decision.ANSWERED
+
+
+def test_only_the_first_passages_cited_count_for_support(tmp_path: Path) -> None:
+    docs = {
+        "refunds": "Refunds are paid back to the original card within 5 business days.",
+        "refunds-faq": "Refunds are paid back to your card in 5 business days (annual plans: 30 days).",
+        "vpn": DOCS["vpn"],
+    }
+    retriever = _retriever(tmp_path / "index.sqlite", docs)
+    question = "Are refunds paid back to the card?"
+    ranked = [p.chunk.doc_id for p in retriever.search(question, 3, SearchFilters()).passages]
+    assert set(ranked[:2]) == {"refunds", "refunds-faq"} and ranked[2] == "vpn"
+
+    def decision(support_passages: int, text: str) -> Decision:
+        policy = DeclinePolicy(min_dense=0.0, support_passages=support_passages, answer_type=False)
+        svc = AnswerService(retriever, ScriptedGenerator(text), None, policy=policy, k=3)
+        return svc.answer(Question(question)).decision
+
+    second = "Refunds are paid back to the card [2]."
+    assert decision(0, second) == Decision.ANSWERED  # every cited passage counts
+    assert decision(2, second) == Decision.ANSWERED
+    assert decision(1, second) == Decision.DECLINED  # the supporting passage is cited from too far down
+    assert decision(1, "Refunds are paid back to the card [1][2].") == Decision.ANSWERED
+    assert decision(0, "Gateways have tunnels [3].") == Decision.DECLINED
 
 
 def test_a_cited_sentence_restating_the_question_overrides_low_support(retriever: Retriever) -> None:
