@@ -47,3 +47,11 @@ class TestLocalIndex(ChunkIndexContract):
         assert reader.dense_search(embedder.embed_query("wifi"), 1, UNRESTRICTED)[0].chunk == c
         writer.delete(["wifi"])
         assert reader.dense_search(embedder.embed_query("wifi"), 1, UNRESTRICTED) == []
+
+
+class TestLocalIndexPrefiltered(ChunkIndexContract):
+    """The contract with the large-index dense path (sign bits + exact rescoring) from row one."""
+
+    @pytest.fixture
+    def index(self, tmp_path: Path) -> ChunkIndex:
+        return LocalIndex(tmp_path / "index.sqlite", approx_min_rows=1, rescore=3, rescore_per_k=1)
