@@ -170,8 +170,8 @@ def test_keyword_coverage_and_weight_rule() -> None:
     assert keyword_coverage("the of and", hit) == 0.0
     config = RetrievalConfig()
     assert adaptive_dense_weight(None, config) == config.dense_weight_uncovered
-    assert adaptive_dense_weight(0.79, config) == config.dense_weight_uncovered
-    assert adaptive_dense_weight(0.8, config) == config.dense_weight
+    assert adaptive_dense_weight(config.coverage_threshold - 0.01, config) == config.dense_weight_uncovered
+    assert adaptive_dense_weight(config.coverage_threshold, config) == config.dense_weight
     fixed = replace(config, dense_weight=0.5, dense_weight_uncovered=0.5)
     assert adaptive_dense_weight(0.1, fixed) == adaptive_dense_weight(1.0, fixed) == 0.5
 
@@ -181,7 +181,8 @@ def test_a_passage_with_the_question_s_phrase_gains_over_scattered_words() -> No
         _chunk("lang", "Settings", "To change the menu language, open General and pick one.", (PUBLIC,)), 0.5
     )
     scattered = ScoredChunk(
-        _chunk("menu", "Settings", "The language of subtitles is set here; the menu shows more.", (PUBLIC,)), 0.6
+        _chunk("menu", "Settings", "The language of subtitles is set here; the menu shows more.", (PUBLIC,)),
+        0.6,
     )
     query = "How do I change the menu language?"
     assert phrase_match(query, phrase) == 1.0  # change-menu, menu-language (stopwords skipped)
