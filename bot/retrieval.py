@@ -69,6 +69,7 @@ operational issues" while "Resetting Smart Hub" ranks first).
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -333,6 +334,22 @@ def _with_keyword_scores(
 
 KEYWORD_THREADS = 4  # keyword searches in flight at once (one per concurrent search)
 
+_pool_lock = threading.Lock()
+_pool_state: dict[int, ThreadPoolExecutor] = {}  # process id -> the pool (a forked child makes its own)
+
+
+def _keyword_pool() -> ThreadPoolExecutor:
+    """The process's keyword-search threads, shared by every Retriever (made on first use)."""
+    pid = os.getpid()
+    pool = _pool_state.get(pid)
+    if pool is None:
+        with _pool_lock:
+            pool = _pool_state.get(pid)
+            if pool is None:
+                _pool_state.clear()  # a pool inherited through fork has no threads in this process
+                pool = _pool_state[pid] = ThreadPoolExecutor(KEYWORD_THREADS, thread_name_prefix="keyword")
+    return pool
+
 
 class Retriever:
     """Hybrid search over one index with one embedder and an optional reranker."""
@@ -350,15 +367,9 @@ class Retriever:
         self.reranker = reranker
         self.config = config or RetrievalConfig()
         self.feedback = feedback
-        self._keyword_pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
 
     def _pool(self) -> ThreadPoolExecutor:
-        if self._keyword_pool is None:
-            with self._pool_lock:
-                if self._keyword_pool is None:
-                    self._keyword_pool = ThreadPoolExecutor(KEYWORD_THREADS, thread_name_prefix="keyword")
-        return self._keyword_pool
+        return _keyword_pool()
 
     def _timed_keyword_search(self, query: str, filters: SearchFilters) -> tuple[list[ScoredChunk], float]:
         started = time.perf_counter()

@@ -194,6 +194,15 @@ def test_a_passage_with_the_question_s_phrase_gains_over_scattered_words() -> No
     assert with_phrase_bonus(query, [scattered, phrase], 0.0) == [scattered, phrase]
 
 
+def test_concurrent_searches_give_the_sequential_results(retriever: Retriever) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = ["How do I reset my password?", "printer driver", "refund within 30 days", "VPN token"] * 4
+    expected = [_docs(retriever, q) for q in queries]
+    with ThreadPoolExecutor(8) as pool:  # more searches at once than keyword threads
+        assert list(pool.map(lambda q: _docs(retriever, q), queries)) == expected
+
+
 def test_search_reports_timings_and_respects_k(retriever: Retriever, tmp_path: Path) -> None:
     result = retriever.search("printer driver", 2, SearchFilters())
     assert len(result.passages) == 2
