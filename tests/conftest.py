@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.slack_server import FakeSlack
+from tests.fakes.teams_connector import FakeConnector
+
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -51,3 +54,17 @@ def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "data"
     d.mkdir()
     return d
+
+
+@pytest.fixture(scope="module")
+def slack() -> Iterator[FakeSlack]:
+    """A fake Slack Web API on 127.0.0.1, one per test module (a module may override it)."""
+    with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def connector() -> Iterator[FakeConnector]:
+    """A fake Bot Framework connector on 127.0.0.1, one per test module."""
+    with FakeConnector() as fake:
+        yield fake

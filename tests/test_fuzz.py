@@ -103,18 +103,6 @@ interactions = st.builds(
 
 
 @pytest.fixture(scope="module")
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def connector() -> Iterator[FakeConnector]:
-    with FakeConnector() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory, slack: FakeSlack, redis_url: str) -> Iterator[str]:
     root: Path = tmp_path_factory.mktemp("fuzz")
     (root / "docs").mkdir()

@@ -193,18 +193,6 @@ def ingest_all(services: Services, kb: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def connector() -> Iterator[FakeConnector]:
-    with FakeConnector() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
 def services(kb: Path, slack: FakeSlack) -> Services:
     everything = ["hr", "finance", "secops"]
     settings = Settings(

@@ -120,12 +120,6 @@ def slack() -> Iterator[FakeSlack]:
         yield fake
 
 
-@pytest.fixture(scope="module")
-def connector() -> Iterator[FakeConnector]:
-    with FakeConnector() as fake:
-        yield fake
-
-
 class FakeGraph:
     """Microsoft login (client credentials) and Graph ``checkMemberGroups`` on 127.0.0.1."""
 

@@ -78,12 +78,6 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Services:
 
 
 @pytest.fixture(scope="module")
-def connector() -> Iterator[FakeConnector]:
-    with FakeConnector() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
 def queue(services: Services) -> ScriptedQueue:
     q = ScriptedQueue()
     # The composition root's ingest_queue is a cached property: giving the instance one is
