@@ -486,7 +486,8 @@ class AnswerService:
         if generation is not None and not generation.not_found:
             checked = check_citations(generation.text, len(passages))
             cited = [passages[n - 1] for n in checked.numbers]
-            ranked_cited = [passages[n - 1] for n in checked.numbers if n <= (policy.support_passages or n)]
+            limit = policy.support_passages or len(passages)
+            ranked_cited = [c for n, c in zip(checked.numbers, cited, strict=True) if n <= limit]
             supported = support(
                 question.text,
                 [c.chunk.text + " " + c.chunk.context for c in ranked_cited],

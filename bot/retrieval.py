@@ -168,16 +168,24 @@ def keyword_coverage(query: str, hit: ScoredChunk) -> float:
     return len(terms & have) / len(terms)
 
 
+def is_covered(coverage: float | None, config: RetrievalConfig) -> bool:
+    """Whether the best keyword hit covers the query (``coverage``; ``None``: no hit) enough to trust keywords."""
+    return coverage is not None and coverage >= config.coverage_threshold
+
+
 def adaptive_dense_weight(coverage: float | None, config: RetrievalConfig) -> float:
     """The dense weight for a query whose best keyword hit has ``coverage`` (``None``: no hit)."""
-    if coverage is None or coverage < config.coverage_threshold:
-        return config.dense_weight_uncovered
-    return config.dense_weight
+    return config.dense_weight if is_covered(coverage, config) else config.dense_weight_uncovered
 
 
 # Punctuation to spaces, apostrophes kept: a faster tokeniser than ``knowledge.text.words``
 # for scanning every candidate's text on each query (it only has to agree with itself).
 _SPACES = str.maketrans(dict.fromkeys('!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~‘“”…–—', " ") | {"’": "'"})
+
+
+def _tokens(text: str) -> list[str]:
+    """Lower-cased word tokens by the fast tokeniser (stopwords kept)."""
+    return text.lower().translate(_SPACES).split()
 
 
 @functools.lru_cache(maxsize=100_000)
@@ -197,27 +205,29 @@ def _content_stem(word: str) -> str:
 @functools.lru_cache(maxsize=4096)
 def _pairs(text: str) -> frozenset[tuple[str, str]]:
     """The adjacent pairs of content-word stems in ``text`` (cached: popular passages recur)."""
-    stems = [s for s in map(_content_stem, text.lower().translate(_SPACES).split()) if s]
+    stems = [s for s in map(_content_stem, _tokens(text)) if s]
     return frozenset(zip(stems, stems[1:], strict=False))
 
 
 def phrase_match(query: str, hit: ScoredChunk) -> float:
     """The share (0..1) of the query's adjacent content-word pairs (lightly stemmed) that
     ``hit``'s text has side by side: "menu language" in the question and in the passage."""
-    wanted = _pairs(query)
-    if not wanted:
-        return 0.0
-    return len(wanted & _pairs(hit.chunk.text)) / len(wanted)
+    return _share(_pairs(query), hit.chunk.text)
+
+
+def _share(wanted: frozenset[tuple[str, str]], text: str) -> float:
+    return len(wanted & _pairs(text)) / len(wanted) if wanted else 0.0
 
 
 def with_phrase_bonus(query: str, hits: Sequence[ScoredChunk], weight: float) -> list[ScoredChunk]:
     """``hits`` re-sorted by fused score + ``weight`` x :func:`phrase_match`; the bonus is
     kept as ``scores["phrase"]``."""
-    if weight <= 0 or not _pairs(query):
+    wanted = _pairs(query)
+    if weight <= 0 or not wanted:
         return list(hits)
     out: list[ScoredChunk] = []
     for hit in hits:
-        match = phrase_match(query, hit)
+        match = _share(wanted, hit.chunk.text)
         scores = dict(hit.scores)
         scores.update(phrase=match, fused=hit.score + weight * match)
         out.append(ScoredChunk(hit.chunk, scores["fused"], MappingProxyType(scores)))
@@ -272,7 +282,7 @@ def fuse(
 @functools.lru_cache(maxsize=4096)
 def _shingles(text: str) -> frozenset[tuple[str, ...]]:
     """The word 3-shingles of ``text``'s content words (cached: popular passages recur)."""
-    w = [c for c in map(_content_word, text.lower().translate(_SPACES).split()) if c]
+    w = [c for c in map(_content_word, _tokens(text)) if c]
     return frozenset(tuple(w[i : i + 3]) for i in range(max(len(w) - 2, 1)))
 
 
@@ -368,9 +378,6 @@ class Retriever:
         self.config = config or RetrievalConfig()
         self.feedback = feedback
 
-    def _pool(self) -> ThreadPoolExecutor:
-        return _keyword_pool()
-
     def _timed_keyword_search(self, query: str, filters: SearchFilters) -> tuple[list[ScoredChunk], float]:
         started = time.perf_counter()
         hits = self.index.keyword_search(query, self.config.candidates, filters)
@@ -417,7 +424,7 @@ class Retriever:
         t0 = time.perf_counter()
         # The keyword search needs no vector: it runs while the query is embedded (the
         # embedder and numpy release the GIL; with a remote index it overlaps the round trip).
-        pending = self._pool().submit(self._timed_keyword_search, query, filters)
+        pending = _keyword_pool().submit(self._timed_keyword_search, query, filters)
         vector = self.embedder.embed_query(query)
         t1 = time.perf_counter()
         dense = self.index.dense_search(vector, self.config.candidates, filters)
@@ -433,7 +440,7 @@ class Retriever:
         fused = fuse(dense, keyword_all, self.config, dense_weight=weight)
         if scorer is not None and self.config.prf_weight > 0 and fused:
             fused = self._feedback_pass(vector, fused, keyword_all, weight, scorer)
-        covered = coverage is not None and coverage >= self.config.coverage_threshold
+        covered = is_covered(coverage, self.config)
         phrase = self.config.phrase_weight if covered else self.config.phrase_weight_uncovered
         fused = with_phrase_bonus(query, fused, phrase)
         if self.feedback is not None:
