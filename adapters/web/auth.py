@@ -111,14 +111,12 @@ class WebAuth:
     def start_session(self, request: Request, response: Response) -> Session:
         """Sign the admin in: set a fresh session cookie on ``response``."""
         session = Session(csrf=secrets.token_urlsafe(24))
-        response.set_cookie(
+        _set_cookie(
+            request,
+            response,
             SESSION_COOKIE,
             self._signer.dumps({"admin": True, "csrf": session.csrf}),
-            max_age=SESSION_MAX_AGE_S,
-            httponly=True,
-            samesite="lax",
-            secure=request.url.scheme == "https",
-            path="/",
+            SESSION_MAX_AGE_S,
         )
         return session
 
@@ -163,13 +161,19 @@ class WebAuth:
         if existing:
             return existing
         visitor = secrets.token_hex(12)
-        response.set_cookie(
-            VISITOR_COOKIE,
-            self._visitor_signer.dumps(visitor),
-            max_age=VISITOR_MAX_AGE_S,
-            httponly=True,
-            samesite="lax",
-            secure=request.url.scheme == "https",
-            path="/",
-        )
+        _set_cookie(request, response, VISITOR_COOKIE, self._visitor_signer.dumps(visitor), VISITOR_MAX_AGE_S)
         return visitor
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    """A signed cookie for the whole site: not readable by scripts, not sent with
+    requests from other sites except top-level links (SameSite=Lax), Secure over HTTPS."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
