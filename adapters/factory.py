@@ -220,9 +220,11 @@ class Services:
         from adapters.resilience import ResilientEmbedder, resilient_index
 
         # Query-path reads are retried within the budget; ingest writes go to the raw providers.
+        # A remote index's reads are also bounded by it: Pinecone's REST data plane retries 5xx
+        # on its own fixed terms, which no client setting reaches.
         return Retriever(
             ResilientEmbedder(self.embedder, self.retry_budget),
-            resilient_index(self.index, self.retry_budget),
+            resilient_index(self.index, self.retry_budget, bounded=self.settings.index != "local"),
             self.reranker,
             config,
             feedback=self.feedback_ranker if self.settings.feedback_ranking else None,

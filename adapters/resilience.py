@@ -12,6 +12,9 @@
   extractive fallback and says so in the answer's note.
 - :class:`ResilientIndex` / :class:`ResilientEmbedder` — retry the query-path reads
   (searches, ``embed_query``); writes pass through untouched (the workers own their retries).
+  With ``bounded=True`` (a remote index whose SDK retries on its own terms, i.e. Pinecone's REST
+  data plane) each attempt also runs on a worker thread and is abandoned at the budget's end, so
+  a question never waits past the budget for an SDK that is still backing off.
   When the budget runs out the ProviderError reaches the chat adapter, which posts its polite
   failure reply.
 - :class:`SpoolingAnswerStore` — votes the database refuses are appended to a JSON-lines
@@ -29,6 +32,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -48,11 +52,13 @@ from bot.ports import (
     Vector,
 )
 from bot.retrieval import CandidateScorer
+from bot.threads import process_pool
 from bot.types import Answer, Chunk, Feedback, Platform, ScoredChunk, SearchFilters, Vote
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+BOUNDED_THREADS = 16  # bounded provider calls in flight at once (abandoned ones included)
 _HINT = re.compile(r"retry after (\d+(?:\.\d+)?)s")
 
 
@@ -62,7 +68,8 @@ class RetryBudget:
 
     ``attempts`` caps the tries; the delay before try n+1 is ``base_s * 2**n`` with full
     jitter (or the provider's hint, when it gave one), and a retry whose wait would end past
-    the budget is not made: the last error is raised instead.
+    the budget is not made: the last error is raised instead. ``call(..., bounded=True)`` also
+    stops waiting for an attempt at the budget's end (see :meth:`call`).
     """
 
     budget_s: float = 6.0
@@ -73,13 +80,16 @@ class RetryBudget:
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
 
-    def call(self, what: str, fn: Callable[[], T]) -> T:
+    def call(self, what: str, fn: Callable[[], T], *, bounded: bool = False) -> T:
+        """``fn()``, retried within the budget. ``bounded``: run each attempt on a worker thread
+        and give up on it when the budget ends (it finishes, unwatched, in the background) —
+        for an SDK that retries on its own and could otherwise hold the question for longer."""
         deadline = self.clock() + self.budget_s
         attempt = 0
         while True:
             attempt += 1
             try:
-                return fn()
+                return self._within(fn, deadline) if bounded else fn()
             except ProviderUnavailable as exc:
                 delay = self.delay(attempt, exc)
                 if attempt >= self.attempts or self.clock() + delay > deadline:
@@ -87,6 +97,14 @@ class RetryBudget:
                     raise
                 log.info("%s failed (%s); retrying in %.2fs", what, exc, delay)
                 self.sleep(delay)
+
+    def _within(self, fn: Callable[[], T], deadline: float) -> T:
+        future = process_pool("provider", BOUNDED_THREADS).submit(fn)
+        try:
+            return future.result(timeout=max(0.0, deadline - self.clock()))
+        except FutureTimeout:
+            future.cancel()  # not started yet (every thread busy): never run it
+            raise ProviderUnavailable(f"no reply within the {self.budget_s:g}s budget") from None
 
     def delay(self, attempt: int, exc: BaseException) -> float:
         hint = _HINT.search(str(exc))
@@ -150,12 +168,17 @@ class ResilientGenerator:
 
 
 class ResilientIndex:
-    """A ChunkIndex whose searches and count are retried within the budget; writes pass through."""
+    """A ChunkIndex whose searches and count are retried within the budget; writes pass through.
+    ``bounded``: no read waits past the budget, whatever the SDK does (see RetryBudget.call)."""
 
-    def __init__(self, inner: ChunkIndex, retry: RetryBudget | None = None) -> None:
+    def __init__(self, inner: ChunkIndex, retry: RetryBudget | None = None, *, bounded: bool = False) -> None:
         self.inner = inner
         self.retry = retry or RetryBudget()
         self.name = inner.name
+        self.bounded = bounded
+
+    def _read(self, fn: Callable[[], T]) -> T:
+        return self.retry.call(f"index {self.name}", fn, bounded=self.bounded)
 
     def replace(self, doc_id: str, chunks: Sequence[Chunk], vectors: Matrix) -> None:
         self.inner.replace(doc_id, chunks, vectors)
@@ -164,35 +187,35 @@ class ResilientIndex:
         self.inner.delete(doc_ids)
 
     def dense_search(self, vector: Vector, k: int, filters: SearchFilters) -> list[ScoredChunk]:
-        return self.retry.call(f"index {self.name}", lambda: self.inner.dense_search(vector, k, filters))
+        return self._read(lambda: self.inner.dense_search(vector, k, filters))
 
     def keyword_search(self, query: str, k: int, filters: SearchFilters) -> list[ScoredChunk]:
-        return self.retry.call(f"index {self.name}", lambda: self.inner.keyword_search(query, k, filters))
+        return self._read(lambda: self.inner.keyword_search(query, k, filters))
 
     def count(self) -> int:
-        return self.retry.call(f"index {self.name}", self.inner.count)
+        return self._read(self.inner.count)
 
 
 class ResilientScoringIndex(ResilientIndex):
     """A ResilientIndex over an index that also scores given candidates (the local index):
     ``vectors`` and ``keyword_scores`` are retried like the searches."""
 
-    def __init__(self, inner: CandidateScorer, retry: RetryBudget | None = None) -> None:
-        super().__init__(inner, retry)  # type: ignore[arg-type]
+    def __init__(self, inner: CandidateScorer, retry: RetryBudget | None = None, *, bounded: bool = False) -> None:
+        super().__init__(inner, retry, bounded=bounded)  # type: ignore[arg-type]
         self.scorer = inner
 
     def vectors(self, chunk_ids: Sequence[str]) -> Matrix:
-        return self.retry.call(f"index {self.name}", lambda: self.scorer.vectors(chunk_ids))
+        return self._read(lambda: self.scorer.vectors(chunk_ids))
 
     def keyword_scores(self, query: str, chunk_ids: Sequence[str]) -> list[float]:
-        return self.retry.call(f"index {self.name}", lambda: self.scorer.keyword_scores(query, chunk_ids))
+        return self._read(lambda: self.scorer.keyword_scores(query, chunk_ids))
 
 
-def resilient_index(inner: ChunkIndex, retry: RetryBudget | None = None) -> ResilientIndex:
+def resilient_index(inner: ChunkIndex, retry: RetryBudget | None = None, *, bounded: bool = False) -> ResilientIndex:
     """The right resilient wrapper for ``inner``: one that keeps its candidate scoring, if it has any."""
     if isinstance(inner, CandidateScorer):
-        return ResilientScoringIndex(inner, retry)
-    return ResilientIndex(inner, retry)
+        return ResilientScoringIndex(inner, retry, bounded=bounded)
+    return ResilientIndex(inner, retry, bounded=bounded)
 
 
 class ResilientEmbedder:

@@ -69,8 +69,6 @@ operational issues" while "Resetting Smart Hub" ranks first).
 from __future__ import annotations
 
 import functools
-import os
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -82,6 +80,7 @@ import numpy as np
 
 from bot.feedback import FeedbackRanker
 from bot.ports import ChunkIndex, Embedder, Matrix, Reranker, Vector
+from bot.threads import process_pool
 from bot.types import ScoredChunk, SearchFilters
 from knowledge.text import content_words
 
@@ -344,21 +343,10 @@ def _with_keyword_scores(
 
 KEYWORD_THREADS = 4  # keyword searches in flight at once (one per concurrent search)
 
-_pool_lock = threading.Lock()
-_pool_state: dict[int, ThreadPoolExecutor] = {}  # process id -> the pool (a forked child makes its own)
-
 
 def _keyword_pool() -> ThreadPoolExecutor:
     """The process's keyword-search threads, shared by every Retriever (made on first use)."""
-    pid = os.getpid()
-    pool = _pool_state.get(pid)
-    if pool is None:
-        with _pool_lock:
-            pool = _pool_state.get(pid)
-            if pool is None:
-                _pool_state.clear()  # a pool inherited through fork has no threads in this process
-                pool = _pool_state[pid] = ThreadPoolExecutor(KEYWORD_THREADS, thread_name_prefix="keyword")
-    return pool
+    return process_pool("keyword", KEYWORD_THREADS)
 
 
 class Retriever:

@@ -106,6 +106,27 @@ def test_retry_budget_retries_transient_errors_only_and_stops_at_the_budget() ->
     assert clock.now - start <= 2.0 + 0.3  # and the budget holds (the last try started within it)
 
 
+def test_a_bounded_call_stops_waiting_at_the_budget_and_passes_results_and_errors_through() -> None:
+    budget = RetryBudget(budget_s=0.3, attempts=3)
+    release = threading.Event()
+    started = time.monotonic()
+    with pytest.raises(ProviderUnavailable, match="no reply within the 0.3s budget"):
+        budget.call("x", lambda: release.wait(30), bounded=True)  # an SDK stuck in its own retries
+    waited = time.monotonic() - started
+    release.set()
+    assert waited < 0.3 + 1.0  # it was not waited out (30 s)
+    assert budget.call("x", lambda: 42, bounded=True) == 42
+    tries: list[int] = []
+
+    def rejected() -> None:
+        tries.append(1)
+        raise ProviderRejected("malformed")
+
+    with pytest.raises(ProviderRejected):
+        budget.call("x", rejected, bounded=True)
+    assert tries == [1]
+
+
 # -- provider faults against the fake servers -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[dict[str, Any]]:
@@ -225,9 +246,9 @@ def test_pinecone_faults_are_retried_then_fail_clearly(cloud: Services, fakes: d
                 ask(cloud)
     finally:
         pc.clear_faults()
-    # Bounded, not hanging: no new attempt starts after the 1.5 s budget, but the attempt in flight
-    # still runs the Pinecone SDK's own (unconfigurable) retries, ~1-3 s on a loaded 2-core machine.
-    assert time.monotonic() - started < 1.5 + 4.5
+    # Bounded, not hanging: the SDK's own retries of the 503s (on terms no setting reaches) go on
+    # in the background, but the question stops waiting for them when the 1.5 s budget ends.
+    assert time.monotonic() - started < 1.5 + 2.0
 
 
 def test_pinecone_down_gets_a_polite_reply_in_slack_not_a_crash(
