@@ -58,7 +58,12 @@ class Services:
             from adapters.providers.onnx_embedder import OnnxEmbedder
 
             return OnnxEmbedder(
-                s.onnx_model_dir, pooling=s.onnx_pooling, max_length=s.onnx_max_length, threads=s.onnx_threads
+                s.onnx_model_dir,
+                pooling=s.onnx_pooling,
+                max_length=s.onnx_max_length,
+                threads=s.onnx_threads,
+                quantize=s.onnx_int8,
+                cache_dir=s.data_dir / "models",
             )
         if s.embedder == "openai":
             from adapters.providers.openai_provider import OpenAIEmbedder, openai_client

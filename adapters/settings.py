@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     onnx_pooling: Literal["mean", "cls"] = "mean"
     onnx_max_length: int = Field(default=128, ge=8, le=8192)
     onnx_threads: int = Field(default=0, ge=0)  # 0 = all cores
+    # MatMuls in int8 (derived once from the model, cached in <data_dir>/models): ~2x faster
+    onnx_int8: bool = True
     openai_embedding_model: str = "text-embedding-3-small"
     cohere_embed_model: str = "embed-english-v3.0"
 

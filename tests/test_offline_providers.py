@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 
 from adapters.providers.local_index import LocalIndex
-from adapters.providers.onnx_embedder import OnnxEmbedder
+from adapters.providers.onnx_embedder import (
+    MINILM_SHA256,
+    OnnxEmbedder,
+    _derived,
+    bundled_model_path,
+    int8_model,
+)
 from bot.errors import ConfigError
 from bot.ports import ChunkIndex, Embedder
 from bot.types import UNRESTRICTED
@@ -27,6 +35,29 @@ class TestOnnxEmbedder(EmbedderContract):
             ["How do I reset my password?", "I forgot my password, how can I change it?", "The TV has four HDMI ports."]
         )
         assert float(a @ b) > float(a @ c) + 0.2
+
+    def test_int8_compute_stays_close_to_float32_and_is_cached_once(self, tmp_path: Path) -> None:
+        texts = ["How do I reset my password?", "Press and hold Back and Play to pair the remote.", "HDMI ports"]
+        float32 = OnnxEmbedder(quantize=False)
+        int8 = OnnxEmbedder(cache_dir=tmp_path / "models")
+        assert float32.name != int8.name  # an index embedded one way is re-embedded the other way
+        cosines = np.sum(float32.embed_documents(texts) * int8.embed_documents(texts), axis=1)
+        assert cosines.min() > 0.98 and cosines.max() < 0.99999  # close, and really computed differently
+        [cached] = (tmp_path / "models").glob("*.onnx")
+        ops = {n.op_type for n in onnx.load_from_string(cached.read_bytes()).graph.node}
+        assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops
+        # One text, one vector, whatever it is embedded with (activations are quantised per run).
+        alone = int8.embed_documents(texts[:1])[0]
+        assert np.array_equal(alone, int8.embed_documents(texts)[0]) and np.array_equal(alone, int8.embed_query(texts[0]))
+
+    def test_a_damaged_cached_int8_model_is_derived_again(self, tmp_path: Path) -> None:
+        model, digest = bundled_model_path(), MINILM_SHA256
+        first = int8_model(model, digest, tmp_path)
+        [cached] = tmp_path.glob("*.onnx")
+        cached.write_bytes(b"not a model")
+        _derived.clear()  # as in a new process
+        assert int8_model(model, digest, tmp_path) == first
+        assert cached.read_bytes() == first
 
     def test_model_directory_without_files_is_a_config_error(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="model.onnx"):

