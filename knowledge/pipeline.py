@@ -5,12 +5,16 @@
 - With ``full_sync`` the documents of the source that were not seen are removed.
 - Every ingest is a run; ``rollback`` restores the versions from before the last run.
 - One bad document never stops the batch: it is reported with its reason.
+- Batches are pipelined: while one batch is embedded (on a worker thread; onnxruntime and the
+  cloud SDKs release the GIL), the previous one is written and the next one is read and chunked.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,37 +101,37 @@ class Ingestor:
         pending: list[_Pending] = []
         pending_chunks = 0
         note = progress or (lambda _doc, _outcome: None)
-
-        for item in items:
-            if isinstance(item, SourceError):
-                tally.failed.append((item.path, item.reason))
-                failed_paths.add(item.path)
-                note(item.path, f"failed: {item.reason}")
-                continue
-            doc = item
-            if doc.id in seen:
-                continue
-            seen.add(doc.id)
-            state = known.get(doc.id)
-            if (
-                state is not None
-                and not state.deleted
-                and state.content_hash == doc.content_hash
-                and state.embedder == self.embedder.name
-            ):
-                tally.unchanged.append(doc.id)
-                note(doc.id, "unchanged")
-                continue
-            chunks = chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap)
-            version = 1 if state is None else state.version + 1
-            new_state = DocumentState(doc.id, source, doc.content_hash, self.embedder.name, version)
-            outcome = "added" if state is None or state.deleted else "changed"
-            pending.append(_Pending(doc, chunks, new_state, outcome))
-            pending_chunks += len(chunks)
-            if pending_chunks >= self.batch_chunks:
-                self._flush(pending, tally, run_id, note)
-                pending, pending_chunks = [], 0
-        self._flush(pending, tally, run_id, note)
+        with _Batches(self, tally, run_id, note) as batches:
+            for item in items:
+                if isinstance(item, SourceError):
+                    tally.failed.append((item.path, item.reason))
+                    failed_paths.add(item.path)
+                    note(item.path, f"failed: {item.reason}")
+                    continue
+                doc = item
+                if doc.id in seen:
+                    continue
+                seen.add(doc.id)
+                state = known.get(doc.id)
+                if (
+                    state is not None
+                    and not state.deleted
+                    and state.content_hash == doc.content_hash
+                    and state.embedder == self.embedder.name
+                ):
+                    tally.unchanged.append(doc.id)
+                    note(doc.id, "unchanged")
+                    continue
+                chunks = chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap)
+                version = 1 if state is None else state.version + 1
+                new_state = DocumentState(doc.id, source, doc.content_hash, self.embedder.name, version)
+                outcome = "added" if state is None or state.deleted else "changed"
+                pending.append(_Pending(doc, chunks, new_state, outcome))
+                pending_chunks += len(chunks)
+                if pending_chunks >= self.batch_chunks:
+                    batches.add(pending)
+                    pending, pending_chunks = [], 0
+            batches.add(pending)
 
         if full_sync:
             # A document that failed to load this time is kept, not removed: a transient
@@ -159,13 +163,8 @@ class Ingestor:
             run_id,
         )
 
-    def _flush(self, pending: list[_Pending], tally: _Tally, run_id: str, note: Progress) -> None:
-        if not pending:
-            return
-
-        texts = [embedding_text(c) for p in pending for c in p.chunks]
-        vectors: Matrix = self.embedder.embed_documents(texts)
-        tally.embedded += len(texts)
+    def _write(self, pending: list[_Pending], vectors: Matrix, tally: _Tally, run_id: str, note: Progress) -> None:
+        tally.embedded += len(vectors)
         start = 0
         for p in pending:
             mine = vectors[start : start + len(p.chunks)]
@@ -187,6 +186,40 @@ class Ingestor:
             else:
                 self.index.replace(doc_id, version.chunks, version.vectors)
         return [doc_id for doc_id, _ in restored]
+
+
+class _Batches:
+    """Embeds each added batch on a worker thread and writes the one before it meanwhile, in
+    order; leaving the block writes what is left (or, after an error, drops what was not written:
+    those documents keep their earlier version and are embedded again by the next ingest)."""
+
+    def __init__(self, ingestor: Ingestor, tally: _Tally, run_id: str, note: Progress) -> None:
+        self.ingestor, self.tally, self.run_id, self.note = ingestor, tally, run_id, note
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-embed")
+        self.queue: deque[tuple[list[_Pending], Future[Matrix]]] = deque()
+
+    def __enter__(self) -> _Batches:
+        return self
+
+    def add(self, pending: list[_Pending]) -> None:
+        if pending:
+            texts = [embedding_text(c) for p in pending for c in p.chunks]
+            self.queue.append((pending, self.pool.submit(self.ingestor.embedder.embed_documents, texts)))
+        while len(self.queue) > 1:
+            self._write_first()
+
+    def _write_first(self) -> None:
+        pending, vectors = self.queue.popleft()
+        self.ingestor._write(pending, vectors.result(), self.tally, self.run_id, self.note)
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        try:
+            while self.queue and error is None:
+                self._write_first()
+        finally:
+            for _, vectors in self.queue:
+                vectors.cancel()
+            self.pool.shutdown(wait=True)
 
 
 def _failed(doc_id: str, failed_paths: set[str]) -> bool:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from adapters.factory import Services
 from adapters.settings import Settings
+from bot.errors import ProviderUnavailable
+from bot.ports import Embedder, Matrix, Vector
 from bot.types import UNRESTRICTED, SearchFilters
 from knowledge.loaders import iter_documents
+from knowledge.pipeline import Ingestor, embedding_text
 
 
 @pytest.fixture
@@ -140,6 +144,62 @@ def test_queries_never_see_half_a_replaced_document(services: Services, tmp_path
     stop.set()
     t.join()
     assert seen_mixed == []
+
+
+class _FailingAfter:
+    """The real embedder, until ``calls`` batches have been embedded; then unavailable."""
+
+    def __init__(self, inner: Embedder, calls: int) -> None:
+        self.inner, self.calls, self.name, self.dimension = inner, calls, inner.name, inner.dimension
+
+    def embed_documents(self, texts: Sequence[str]) -> Matrix:
+        if self.calls == 0:
+            raise ProviderUnavailable("embedder down")
+        self.calls -= 1
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> Vector:
+        return self.inner.embed_query(text)
+
+
+def _many(root: Path, n: int) -> Path:
+    root.mkdir()
+    for i in range(n):
+        (root / f"d{i:02d}.md").write_text(f"# Topic {i}\n\nStep {i}: hold the button for {i} seconds.\n")
+    return root
+
+
+def test_pipelined_batches_write_every_document_in_order_with_its_own_vectors(
+    services: Services, tmp_path: Path
+) -> None:
+    folder = _many(tmp_path / "many", 9)
+    ingestor = Ingestor(services.embedder, services.index, services.document_store, batch_chunks=2)
+    notes: list[str] = []
+    report = ingestor.ingest(
+        iter_documents([folder], source="m", max_bytes=1 << 20), source="m", progress=lambda d, _o: notes.append(d)
+    )
+    assert len(report.added) == 9 and report.chunks_embedded == 9
+    assert notes == sorted(notes) and len(notes) == 9  # written in the order they were read
+    for i in (0, 4, 8):
+        hit = services.index.keyword_search(f"Topic {i}", 1, UNRESTRICTED)[0]
+        own = services.embedder.embed_documents([embedding_text(hit.chunk)])[0]
+        nearest = services.index.dense_search(own, 1, UNRESTRICTED)[0]  # each chunk got its own vector
+        assert nearest.chunk.id == hit.chunk.id and nearest.score > 0.999
+
+
+def test_an_embedder_failing_mid_ingest_keeps_what_was_written_and_the_next_ingest_finishes(
+    services: Services, tmp_path: Path
+) -> None:
+    folder = _many(tmp_path / "many", 6)
+    flaky = _FailingAfter(services.embedder, calls=1)
+    ingestor = Ingestor(flaky, services.index, services.document_store, batch_chunks=2)
+    with pytest.raises(ProviderUnavailable):
+        ingestor.ingest(iter_documents([folder], source="m", max_bytes=1 << 20), source="m")
+    assert services.index.count() == 2  # the first batch, whole; nothing of the failed ones
+    flaky.calls = 100
+    report = ingestor.ingest(iter_documents([folder], source="m", max_bytes=1 << 20), source="m")
+    assert len(report.unchanged) == 2 and len(report.added) == 4
+    assert services.index.count() == 6
 
 
 def test_cli_ingest_search_and_eval_json(tmp_path: Path) -> None:
