@@ -507,6 +507,16 @@ def worker(
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.embedder == "onnx":
+        from adapters.providers.onnx_embedder import OnnxEmbedder
+
+        embedder = Services(settings).embedder
+        assert isinstance(embedder, OnnxEmbedder)
+        try:
+            embedder.prepare()  # before the pool forks: its processes then load the cached model
+        except SupportbotError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
     argv = [
         "worker", f"--concurrency={concurrency}", "--pool=prefork", f"--queues={settings.worker_queue}",
         f"--loglevel={loglevel.upper()}", "--without-gossip", "--without-mingle",

@@ -190,8 +190,9 @@ class Ingestor:
 
 class _Batches:
     """Embeds each added batch on a worker thread and writes the one before it meanwhile, in
-    order; leaving the block writes what is left (or, after an error, drops what was not written:
-    those documents keep their earlier version and are embedded again by the next ingest)."""
+    order. Leaving the block writes what is left; after an error (a crash while loading, an
+    embedder that failed) it still writes the batches already embedded, up to the first that
+    failed: the next ingest embeds only what was not written."""
 
     def __init__(self, ingestor: Ingestor, tally: _Tally, run_id: str, note: Progress) -> None:
         self.ingestor, self.tally, self.run_id, self.note = ingestor, tally, run_id, note
@@ -214,7 +215,9 @@ class _Batches:
 
     def __exit__(self, kind: object, error: object, trace: object) -> None:
         try:
-            while self.queue and error is None:
+            while self.queue:
+                if error is not None and self.queue[0][1].exception() is not None:
+                    break  # already failing: the original error is the one to report
                 self._write_first()
         finally:
             for _, vectors in self.queue:

@@ -50,6 +50,11 @@ class TestOnnxEmbedder(EmbedderContract):
         alone = int8.embed_documents(texts[:1])[0]
         assert np.array_equal(alone, int8.embed_documents(texts)[0]) and np.array_equal(alone, int8.embed_query(texts[0]))
 
+    def test_prepare_derives_the_int8_model_into_the_cache_in_another_process(self, tmp_path: Path) -> None:
+        OnnxEmbedder(cache_dir=tmp_path).prepare()  # what `supportbot worker` does before forking
+        [cached] = tmp_path.glob("*.onnx")
+        assert cached.read_bytes() == int8_model(bundled_model_path(), MINILM_SHA256)
+
     def test_a_damaged_cached_int8_model_is_derived_again(self, tmp_path: Path) -> None:
         model, digest = bundled_model_path(), MINILM_SHA256
         first = int8_model(model, digest, tmp_path)

