@@ -258,6 +258,13 @@ def serve(
     services = _services()
     logging.basicConfig(level=services.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bind, number = host or services.settings.host, port or services.settings.port
+    from adapters.teams.exposure import check_bind
+
+    try:
+        check_bind(services.settings, bind)  # before anything starts: the unauthenticated Teams mode is loopback-only
+    except SupportbotError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     if open_browser:
         import threading
         import webbrowser

@@ -103,6 +103,10 @@ class Settings(BaseSettings):
         default="MultiTenant", validation_alias=_alias("MICROSOFT_APP_TYPE", "MicrosoftAppType")
     )
     teams_admins: CommaList = []
+    # Without MicrosoftAppId, /api/messages is not served at all. This opt-in serves it without
+    # authentication for the Bot Framework Emulator: loopback bind only (serve refuses any other),
+    # replies only to loopback serviceUrls, askers see public knowledge only and are never admins.
+    teams_allow_unauthenticated: bool = False
 
     # --- workers -----------------------------------------------------------------------------
     redis_url: SecretStr | None = Field(default=None, validation_alias=_alias("REDIS_URL", "REDIS_URL"))

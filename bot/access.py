@@ -26,14 +26,19 @@ class AccessResolver:
 
     def groups_for(
         self, *, platform: str, conversation: str, user: str, private_chat: bool,
-        directory_groups: frozenset[str] = frozenset(),
+        directory_groups: frozenset[str] = frozenset(), verified: bool = True,
     ) -> frozenset[str]:
         """The groups a question asked here may see.
 
         ``directory_groups`` are groups the platform itself reports for the user (Slack user
         groups, AAD groups), mapped by the caller to group names; they count only in a
         private chat, where nobody else reads the answer.
+
+        ``verified=False`` says the platform did not authenticate the message (Teams in local
+        testing mode), so its conversation and user ids are only claims: public knowledge only.
         """
+        if not verified:
+            return frozenset({PUBLIC})
         groups = {PUBLIC}
         groups |= self.channel_groups.get(f"{platform}:{conversation}", frozenset())
         groups |= self.channel_groups.get(f"{platform}:*", frozenset())

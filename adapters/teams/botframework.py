@@ -11,6 +11,12 @@ Two known 4.17.1 bugs are worked around here rather than in callers:
   500. :meth:`BotFrameworkGateway.authenticate` maps every failure to :class:`Unauthorized`.
 * ``ActivityHandler.on_adaptive_card_invoke`` fails with 500, so no ActivityHandler is used
   at all: the bot logic dispatches on the wire activity itself.
+
+Where replies may go is checked here too, before any turn runs (see
+:mod:`adapters.teams.exposure`): with authentication, only to the ``serviceUrl`` the
+validated token's ``serviceurl`` claim endorses (a token without that claim, e.g. the
+Emulator's, endorses loopback only); without it, only to loopback. The connector client
+never follows redirects, so an endorsed URL cannot bounce a reply somewhere else.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFramewo
 from botbuilder.schema import Activity, ActivityTypes, ConversationReference, Entity
 from botframework.connector.auth import AuthenticateRequestResult
 
+from adapters.teams.exposure import is_loopback_url
 from adapters.teams.protocol import (
     Authenticated,
     ChannelUnavailable,
@@ -34,6 +41,7 @@ from adapters.teams.protocol import (
     MalformedActivity,
     TurnLogic,
     Unauthorized,
+    UnendorsedServiceUrl,
     WireActivity,
 )
 from bot.errors import ConfigError
@@ -123,11 +131,24 @@ class _Turn:
         return {**account.serialize(), **(account.additional_properties or {})}
 
 
-class BotFrameworkGateway:
-    """ChannelGateway on botbuilder's CloudAdapter. Construction has no side effects."""
+def _no_redirects(context: TurnContext) -> None:
+    """The turn's Connector client must not follow redirects (msrest follows up to 30 by default)."""
+    client = context.turn_state.get(context.adapter.BOT_CONNECTOR_CLIENT_KEY)
+    config = getattr(client, "config", None)
+    if config is not None and getattr(config, "redirect_policy", None) is not None:
+        config.redirect_policy.allow = False
 
-    def __init__(self, config: BotFrameworkConfig) -> None:
+
+class BotFrameworkGateway:
+    """ChannelGateway on botbuilder's CloudAdapter. Construction has no side effects.
+
+    ``credentials_factory`` (an SDK ``ServiceClientCredentialsFactory``) replaces the one
+    built from the app id and password: for certificate credentials, or a test's own tokens.
+    """
+
+    def __init__(self, config: BotFrameworkConfig, *, credentials_factory: Any = None) -> None:
         self.config = config
+        self._credentials_factory = credentials_factory
         self._adapter: CloudAdapter | None = None
 
     @property
@@ -138,7 +159,9 @@ class BotFrameworkGateway:
     def adapter(self) -> CloudAdapter:
         if self._adapter is None:
             try:
-                auth = ConfigurationBotFrameworkAuthentication(_SdkConfiguration(self.config))
+                auth = ConfigurationBotFrameworkAuthentication(
+                    _SdkConfiguration(self.config), credentials_factory=self._credentials_factory
+                )
             except Exception as exc:  # noqa: BLE001 - the SDK raises bare Exception for bad config
                 raise ConfigError(f"Teams (Bot Framework) settings: {exc}") from exc
             # No on_turn_error: without one the adapter re-raises, so the router (or the
@@ -162,13 +185,30 @@ class BotFrameworkGateway:
             raise ChannelUnavailable(f"could not fetch the token signing keys: {type(exc).__name__}") from exc
         except Exception as exc:  # noqa: BLE001 - the SDK raises arbitrary types for bad tokens
             raise Unauthorized(f"{type(exc).__name__}: {exc}") from exc
+        claims = getattr(result.claims_identity, "claims", None) or {}
+        self._check_endorsed(activity.get("serviceUrl"), claims.get("serviceurl") if self.auth_enabled else None)
         return cast(Authenticated, result)
+
+    def _check_endorsed(self, service_url: object, endorsed: object) -> None:
+        """Raise UnendorsedServiceUrl unless replies to ``service_url`` are allowed (module docstring)."""
+        if service_url is None:
+            return  # nowhere to reply to: invokes answer in the HTTP response
+        if endorsed:
+            if service_url != endorsed:  # the SDK checks this too; a second look costs nothing
+                raise UnendorsedServiceUrl("the activity's serviceUrl is not the one its token endorses")
+            return
+        if not is_loopback_url(service_url):
+            why = "its token endorses no serviceUrl" if self.auth_enabled else "it is not authenticated"
+            raise UnendorsedServiceUrl(
+                f"serviceUrl {str(service_url)[:100]!r} refused: {why}, so the bot replies only to loopback"
+            )
 
     async def run(self, auth: Authenticated, activity: WireActivity, logic: TurnLogic) -> InvokeReply | None:
         """Run one turn through the adapter's pipeline; return the invoke reply if any."""
         assert isinstance(auth, AuthenticateRequestResult)
 
         async def callback(context: TurnContext) -> None:
+            _no_redirects(context)
             reply = await logic(_Turn(context, activity))
             if reply is not None and context.activity.type == ActivityTypes.invoke:
                 await context.send_activity(
@@ -185,9 +225,14 @@ class BotFrameworkGateway:
 
     async def continue_conversation(self, reference: Mapping[str, Any], logic: TurnLogic) -> None:
         """Start a proactive turn in the referenced conversation (replies thread under its message)."""
+        if not self.auth_enabled:
+            # References come from activities already checked, but they travel through the
+            # worker queue: unauthenticated, a proactive message still goes to loopback only.
+            self._check_endorsed(reference.get("serviceUrl"), None)
         ref = ConversationReference().deserialize(dict(reference))
 
         async def callback(context: TurnContext) -> None:
+            _no_redirects(context)
             if ref.activity_id:
                 # Replies chain to the message the reference was taken from (the thread in a
                 # channel) instead of to the synthetic continuation event.

@@ -160,6 +160,7 @@ class TeamsBot:
         options: TeamsOptions | None = None,
         throttle: Throttle | None = None,
         directory: Callable[[Incoming], frozenset[str]] | None = None,
+        verified_identity: bool | None = None,
     ) -> None:
         self.answers = answers
         self.access = access
@@ -175,6 +176,10 @@ class TeamsBot:
         self.throttle = throttle
         # The asker's directory (AAD) groups, mapped to access groups; blocking (Graph), so run in a thread.
         self.directory = directory
+        # Whether the ids an activity carries (aadObjectId, conversation, member look-ups through its
+        # serviceUrl) were vouched for by a Bot Framework token. Unauthenticated (local testing
+        # mode) they are claims anyone can make: public knowledge only, never an admin.
+        self.verified_identity = gateway.auth_enabled if verified_identity is None else verified_identity
 
     def ingest_queue(self) -> IngestQueue | None:
         """The injected queue (resolving a factory once); ``None`` when none is configured."""
@@ -273,11 +278,12 @@ class TeamsBot:
         """The core's Question for an incoming message: access groups, history, thread."""
         groups = self.access.groups_for(
             platform=Platform.TEAMS.value, conversation=inc.access_conversation, user=inc.voter,
-            private_chat=inc.personal, directory_groups=directory_groups,
+            private_chat=inc.personal, directory_groups=directory_groups, verified=self.verified_identity,
         )
         if inc.team_id:
             groups |= self.access.groups_for(
-                platform=Platform.TEAMS.value, conversation=inc.team_id, user=inc.voter, private_chat=inc.personal
+                platform=Platform.TEAMS.value, conversation=inc.team_id, user=inc.voter, private_chat=inc.personal,
+                verified=self.verified_identity,
             )
         _, _, thread = inc.conversation_id.partition(";messageid=")
         return Question(
@@ -315,7 +321,7 @@ class TeamsBot:
             await running
 
     async def _directory_groups(self, inc: Incoming) -> frozenset[str]:
-        if self.directory is None or not inc.personal:
+        if self.directory is None or not inc.personal or not self.verified_identity:
             return frozenset()  # directory groups only count where nobody else reads the answer
         try:
             return await asyncio.to_thread(self.directory, inc)
@@ -401,8 +407,12 @@ class TeamsBot:
 
     # -- ingest ------------------------------------------------------------------------------
     async def is_admin(self, turn: TurnIO, inc: Incoming) -> bool:
-        """Whether the sender is in ``teams_admins``, by AAD object id or by UPN."""
-        if not self.admins:
+        """Whether the sender is in ``teams_admins``, by AAD object id or by UPN.
+
+        Never for an unauthenticated activity: its aadObjectId is a claim, and the member
+        look-up would go to the serviceUrl the same sender chose (and answer as they like).
+        """
+        if not self.admins or not self.verified_identity:
             return False
         if inc.user_aad and inc.user_aad.lower() in self.admins:
             return True

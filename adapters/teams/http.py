@@ -17,8 +17,15 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from adapters.factory import Services
+from adapters.teams.exposure import startup_line
 from adapters.teams.handler import TeamsBot
-from adapters.teams.protocol import ChannelGateway, ChannelUnavailable, MalformedActivity, Unauthorized
+from adapters.teams.protocol import (
+    ChannelGateway,
+    ChannelUnavailable,
+    MalformedActivity,
+    Unauthorized,
+    UnendorsedServiceUrl,
+)
 from bot.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -67,16 +74,17 @@ def bot_for(services: Services, gateway: ChannelGateway) -> TeamsBot:
 def teams_router(
     services: Services, *, gateway: ChannelGateway | None = None, bot: TeamsBot | None = None
 ) -> APIRouter:
-    """The router serving ``POST /api/messages``; ``gateway`` and ``bot`` are injectable for tests."""
+    """The router serving ``POST /api/messages``; ``gateway`` and ``bot`` are injectable for tests.
+
+    Whether to mount it at all is the caller's decision (``adapters.teams.exposure.teams_mode``:
+    the web app mounts it only with an app id or the explicit local-testing opt-in).
+    """
     gateway = gateway or gateway_for(services)
     bot = bot or bot_for(services, gateway)
-    if not gateway.auth_enabled:
-        log.warning(
-            "Teams: no MicrosoftAppId set, running in local (emulator) mode: "
-            "requests to /api/messages are NOT authenticated"
-        )
+    if gateway.auth_enabled:
+        log.info(startup_line("authenticated", services.settings.microsoft_app_id))
     else:
-        log.info("Teams: POST /api/messages, tokens validated for app %s", services.settings.microsoft_app_id)
+        log.info(startup_line("local"))
     router = APIRouter()
 
     @router.post("/api/messages", include_in_schema=False)
@@ -91,6 +99,9 @@ def teams_router(
             return Response(status_code=400)
         try:
             auth = await gateway.authenticate(request.headers.get("authorization"), activity)
+        except UnendorsedServiceUrl as exc:
+            log.warning("Teams: refused an activity without posting anything: %s", exc)
+            return Response(status_code=403)
         except Unauthorized as exc:
             log.warning("Teams: rejected a request: %s", exc)
             return Response(status_code=401)

@@ -26,6 +26,10 @@ class Unauthorized(Exception):
     """The request's bearer token is missing, malformed, forged or meant for another bot (HTTP 401)."""
 
 
+class UnendorsedServiceUrl(Unauthorized):
+    """The activity's ``serviceUrl`` is not one the bot may reply to (see ``adapters/teams/exposure.py``)."""
+
+
 class MalformedActivity(ValueError):
     """The activity is JSON but not an activity the SDK can read (wrong shapes): answer 400."""
 

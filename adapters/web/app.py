@@ -2,7 +2,8 @@
 
 ``create_app(services)`` mounts each chat platform that is configured:
 Slack at ``POST /slack/events`` (when a signing secret is set), Teams at
-``POST /api/messages`` (always: with no Microsoft app id it runs in local/emulator mode).
+``POST /api/messages`` (with ``MicrosoftAppId``, or the explicit unauthenticated local-testing
+opt-in; otherwise not at all, see ``adapters/teams/exposure.py``).
 It also serves the web chat (``GET /``, ``/api/ask``, ``/api/feedback``; see
 ``adapters/web/chat.py``), the admin pages (``/login``, ``/admin``, ``/api/admin/*``; see
 ``adapters/web/admin.py``), ``GET /healthz`` and ``GET /metrics``.
@@ -73,9 +74,14 @@ def create_app(services: Services) -> FastAPI:
         app.include_router(slack_router(services))
         log.info("Slack HTTP mode: POST /slack/events")
 
-    from adapters.teams.http import teams_router
+    from adapters.teams.exposure import startup_line, teams_mode
 
-    app.include_router(teams_router(services))
+    if teams_mode(settings) == "off":
+        log.info(startup_line("off"))
+    else:
+        from adapters.teams.http import teams_router
+
+        app.include_router(teams_router(services))
 
     auth = WebAuth(settings)
     reviews = SqlReviewStore(settings.sqlalchemy_url)

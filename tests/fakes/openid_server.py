@@ -3,6 +3,12 @@
 botbuilder fetches the signing keys with a blocking ``requests.get`` from inside the event
 loop that serves the bot, so this server runs in its own thread (a server on that loop
 would deadlock). Point ``BotFrameworkConfig.openid_metadata_url`` at ``metadata_url``.
+
+For the bot's own outbound calls (replies, member look-ups) the SDK would ask Azure AD for a
+token over HTTPS; :class:`StaticTokenCredentials` is the SDK's credentials-factory interface
+answering with a fixed token instead, so an authenticated bot can reply to a fake connector
+(which records the ``Authorization`` header it got). :func:`authenticated_gateway` builds
+the gateway with both.
 """
 
 from __future__ import annotations
@@ -14,10 +20,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
+from botframework.connector.auth import AppCredentials, ServiceClientCredentialsFactory
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from adapters.teams.botframework import BotFrameworkConfig, BotFrameworkGateway
+
 ISSUER = "https://api.botframework.com"
+BOT_TOKEN = "bot-outbound-test-token"
 
 
 def new_key() -> rsa.RSAPrivateKey:
@@ -88,3 +98,34 @@ class OpenIdServer:
                 self.wfile.write(data)
 
         return Handler
+
+
+class _StaticToken(AppCredentials):  # type: ignore[misc]
+    def __init__(self, app_id: str) -> None:
+        super().__init__(app_id=app_id)
+
+    def get_access_token(self, force_refresh: bool = False) -> str:
+        return BOT_TOKEN
+
+
+class StaticTokenCredentials(ServiceClientCredentialsFactory):  # type: ignore[misc]
+    """The bot's outbound credentials: app id ``app_id``, token :data:`BOT_TOKEN` (no Azure AD)."""
+
+    def __init__(self, app_id: str) -> None:
+        self.app_id = app_id
+
+    async def is_valid_app_id(self, app_id: str) -> bool:
+        return app_id == self.app_id
+
+    async def is_authentication_disabled(self) -> bool:
+        return False
+
+    async def create_credentials(self, app_id: str, oauth_scope: str, login_endpoint: str,
+                                 validate_authority: bool) -> AppCredentials:
+        return _StaticToken(app_id)
+
+
+def authenticated_gateway(openid: OpenIdServer, app_id: str) -> BotFrameworkGateway:
+    """A gateway with authentication on: tokens checked against ``openid``, replies with :data:`BOT_TOKEN`."""
+    config = BotFrameworkConfig(app_id=app_id, app_password="not-used", openid_metadata_url=openid.metadata_url)
+    return BotFrameworkGateway(config, credentials_factory=StaticTokenCredentials(app_id))

@@ -35,6 +35,7 @@ class Call:
     body: dict[str, Any]
     assigned_id: str  # the id the fake answered with
     at: float = field(default_factory=time.perf_counter)
+    authorization: str = ""  # the bot's Authorization header ("" when it sent none)
 
     @property
     def type(self) -> str:
@@ -61,6 +62,7 @@ class FakeConnector:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.members: dict[str, dict[str, Any]] = {}
+        self.lookups: list[str] = []  # member ids the bot asked about (GET .../members/{id})
         self._cond = threading.Condition()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -130,17 +132,21 @@ class FakeConnector:
                 info = next((e for e in body.get("entities") or [] if e.get("type") == "streaminfo"), None)
                 # Like Teams, a stream keeps the id its first update was given.
                 assigned = (info or {}).get("streamId") or f"act-{uuid.uuid4().hex[:12]}"
-                fake._record(Call("POST", parts[2], parts[4] if len(parts) > 4 else "", body, assigned))
+                fake._record(Call("POST", parts[2], parts[4] if len(parts) > 4 else "", body, assigned,
+                                  authorization=self.headers.get("Authorization") or ""))
                 self._reply(201, {"id": assigned})
 
             def do_PUT(self) -> None:  # noqa: N802
                 parts = self._parts()
                 body = self._body()
-                fake._record(Call("PUT", parts[2], parts[4], body, parts[4]))
+                fake._record(Call("PUT", parts[2], parts[4], body, parts[4],
+                                  authorization=self.headers.get("Authorization") or ""))
                 self._reply(200, {"id": parts[4]})
 
             def do_GET(self) -> None:  # noqa: N802
                 parts = self._parts()
+                if len(parts) == 5 and parts[3] == "members":
+                    fake.lookups.append(parts[4])
                 if len(parts) == 5 and parts[3] == "members" and parts[4] in fake.members:
                     self._reply(200, fake.members[parts[4]])
                     return
