@@ -2,7 +2,7 @@
 
     python bench/teams.py [--json] [--questions 100] [--dataset emanual_tv]
 
-The real web app (adapters/web/app.py, Teams in local mode) runs under uvicorn on
+The real web app (adapters/web/app.py, Teams in local testing mode) runs under uvicorn on
 127.0.0.1 with the offline default (ONNX MiniLM, embedded index, extractive generator) over
 a BEIR corpus from ../shared/evaldata; a fake Bot Connector (tests/fakes/teams_connector.py)
 receives the replies. Each question is a personal-chat message POSTed to /api/messages;
@@ -50,7 +50,8 @@ def main() -> None:
         # The bench measures answering, not the rate limiter (one user asks 100 questions).
         services = Services(
             Settings(  # type: ignore[call-arg]
-                data_dir=Path(tmp), _env_file=None, rate_questions_per_user=0, rate_questions_per_conversation=0
+                data_dir=Path(tmp), _env_file=None, rate_questions_per_user=0, rate_questions_per_conversation=0,
+                teams_allow_unauthenticated=True,  # Teams local testing mode: the fake connector is on loopback
             )
         )
         t = time.perf_counter()

@@ -32,7 +32,7 @@ from adapters.slack.http import slack_router
 from adapters.slack.state import SlackState
 from adapters.teams.directory import GraphGroups
 from adapters.teams.handler import TeamsBot
-from adapters.teams.http import gateway_for, teams_router
+from adapters.teams.http import teams_router
 from bot.errors import RateLimited, SourceError
 from bot.ratelimit import Limit, MemoryRateLimiter, RateLimits, Throttle, polite_text
 from knowledge.fetch import Fetcher, FetchPolicy
@@ -46,6 +46,7 @@ from tests.fakes.slack_server import (
     signed_headers,
 )
 from tests.fakes.slack_server import serve as serve_app
+from tests.fakes.openid_server import OpenIdServer, authenticated_gateway
 from tests.fakes.teams_connector import Activities, FakeConnector
 
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):
@@ -207,11 +208,27 @@ class Queue:
         return JobStatus(job_id, "done", summary="ok")
 
 
+TEAMS_APP_ID = "33333333-4444-5555-6666-777777777777"
+
+
 @pytest.fixture(scope="module")
-def app_url(services: Services, graph: FakeGraph, redis_url: str) -> Iterator[str]:
+def openid() -> Iterator[OpenIdServer]:
+    with OpenIdServer() as server:
+        yield server
+
+
+def teams_post(url: str, openid: OpenIdServer, activity: dict[str, Any]) -> httpx.Response:
+    """POST a Teams activity with the token the Bot Connector would send (identities are believed
+    only from authenticated activities)."""
+    token = openid.token(audience=TEAMS_APP_ID, service_url=activity["serviceUrl"])
+    return httpx.post(f"{url}/api/messages", json=activity, headers={"Authorization": f"Bearer {token}"}, timeout=20)
+
+
+@pytest.fixture(scope="module")
+def app_url(services: Services, graph: FakeGraph, redis_url: str, openid: OpenIdServer) -> Iterator[str]:
     slack_bot = bot_from_services(services, state=SlackState(redis_url, prefix=f"sec:{time.time_ns()}:"),
                                   ingest_queue=Queue(), stream_after_s=60, poll_interval_s=0.01)
-    gateway = gateway_for(services)
+    gateway = authenticated_gateway(openid, TEAMS_APP_ID)
     directory = GraphGroups({"aad-group-hr": ["hr"]}, app_id="app", app_password="graph-app-password",
                             tenant_id="tenant", graph_url=graph.url + "v1.0/", login_url=graph.url)
     teams_bot = TeamsBot(services.answers, services.access, gateway, throttle=services.throttle,
@@ -267,12 +284,13 @@ def test_slack_ingests_over_the_limit_are_refused_politely(slack: FakeSlack, app
     assert second.status_code == 200 and "ingests faster than" in second.text
 
 
-def test_teams_questions_over_the_limit_get_a_polite_reply(connector: FakeConnector, app_url: str) -> None:
+def test_teams_questions_over_the_limit_get_a_polite_reply(connector: FakeConnector, app_url: str,
+                                                           openid: OpenIdServer) -> None:
     acts = Activities(connector.service_url)
     conv = f"a:rate-{time.time_ns()}"
     for _ in range(3):
         activity = acts.personal("How do I set up the VPN?", conversation=conv, aad="aad-rate")
-        assert httpx.post(f"{app_url}/api/messages", json=activity, timeout=20).status_code == 201
+        assert teams_post(app_url, openid, activity).status_code == 201
         connector.wait_for(lambda calls, a=activity: [c for c in calls if c.conversation == conv
                                                       and c.type == "message" and c.activity_id == a["id"]])
     texts = [c.body.get("text") or "" for c in connector.in_conversation(conv) if c.type == "message"]
@@ -292,13 +310,13 @@ def test_slack_user_groups_open_private_documents_in_a_dm_only(slack: FakeSlack,
 
 
 def test_aad_groups_from_graph_open_private_documents_in_a_personal_chat_only(
-    connector: FakeConnector, app_url: str, graph: FakeGraph
+    connector: FakeConnector, app_url: str, graph: FakeGraph, openid: OpenIdServer
 ) -> None:
     acts = Activities(connector.service_url)
 
     def ask(activity: dict[str, Any]) -> str:
         conv = activity["conversation"]["id"]
-        assert httpx.post(f"{app_url}/api/messages", json=activity, timeout=20).status_code == 201
+        assert teams_post(app_url, openid, activity).status_code == 201
         connector.wait_for(lambda calls: [c for c in calls if c.conversation == conv and c.card is not None])
         return "\n".join(json.dumps(c.body) for c in connector.in_conversation(conv))
 

@@ -1,5 +1,9 @@
 """The Teams bot end to end: activities POSTed over HTTP to the real FastAPI app (uvicorn on
-127.0.0.1), replies received by a fake Bot Connector, answers from a real offline index."""
+127.0.0.1), replies received by a fake Bot Connector, answers from a real offline index.
+
+Most tests use the unauthenticated local testing mode (the Bot Framework Emulator's); ``ingest``
+needs an admin, which only an authenticated activity can be, so those tests sign their
+activities with a local OpenID server's key (``tests/fakes/openid_server.py``)."""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from bot.extractive import ExtractiveGenerator
 from bot.ports import GenerationRequest, JobStatus
 from bot.types import Decision, Feedback, Vote
 from knowledge.loaders import iter_documents
+from tests.fakes.openid_server import OpenIdServer, authenticated_gateway
 from tests.fakes.teams_connector import Activities, Call, FakeConnector, serve
 
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
@@ -32,6 +37,7 @@ for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
 
 ADMIN_AAD = "aad-admin-1"
 ADMIN_UPN = "Admin@Contoso.com"
+APP_ID = "11111111-2222-3333-4444-555555555555"
 
 DOCS = {
     "vpn.md": "# VPN\n\n## Connecting\n\nTo connect to the VPN, open the GlobalProtect app and sign in with your "
@@ -70,7 +76,8 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Services:
     docs.mkdir()
     for name, text in DOCS.items():
         (docs / name).write_text(text)
-    settings = Settings(data_dir=root / "data", teams_admins=f"{ADMIN_AAD},{ADMIN_UPN}", _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(data_dir=root / "data", teams_admins=f"{ADMIN_AAD},{ADMIN_UPN}",  # type: ignore[call-arg]
+                        teams_allow_unauthenticated=True, _env_file=None)
     services = Services(settings)
     report = services.ingestor.ingest(iter_documents([docs], source="docs", max_bytes=1 << 20), source="docs")
     assert len(report.added) == len(DOCS)
@@ -88,7 +95,7 @@ def queue(services: Services) -> ScriptedQueue:
 
 @pytest.fixture(scope="module")
 def app_url(services: Services, queue: ScriptedQueue) -> Iterator[str]:
-    """The real web app (adapters/web/app.py), Teams in local mode (no app id)."""
+    """The real web app (adapters/web/app.py), Teams in local testing mode (no app id, the opt-in)."""
     with serve(create_app(services)) as url:
         yield url
 
@@ -316,9 +323,22 @@ def test_message_reaction_records_a_vote(app_url: str, connector: FakeConnector,
 
 
 @pytest.fixture(scope="module")
-def fast_bot_url(services: Services, queue: ScriptedQueue) -> Iterator[str]:
-    """The Teams router with quick ingest polling (same services, same injected queue)."""
-    gateway = gateway_for(services)
+def openid() -> Iterator[OpenIdServer]:
+    with OpenIdServer() as server:
+        yield server
+
+
+def signed_post(url: str, openid: OpenIdServer, activity: Mapping[str, object]) -> httpx.Response:
+    """POST ``activity`` with the token the Bot Connector would send (its serviceUrl endorsed)."""
+    token = openid.token(audience=APP_ID, service_url=str(activity["serviceUrl"]))
+    return httpx.post(f"{url}/api/messages", json=dict(activity), headers={"Authorization": f"Bearer {token}"},
+                      timeout=20)
+
+
+@pytest.fixture(scope="module")
+def fast_bot_url(services: Services, queue: ScriptedQueue, openid: OpenIdServer) -> Iterator[str]:
+    """The Teams router with authentication and quick ingest polling (same services, same queue)."""
+    gateway = authenticated_gateway(openid, APP_ID)
     options = TeamsOptions(ingest_poll_s=0.05, ingest_progress_every_s=0.0)
     bot = TeamsBot(services.answers, services.access, gateway, admins=services.settings.teams_admins,
                    ingest_queue=queue, options=options)
@@ -329,7 +349,8 @@ def fast_bot_url(services: Services, queue: ScriptedQueue) -> Iterator[str]:
 
 
 def test_admin_ingest_is_queued_and_its_result_posted_proactively(
-        fast_bot_url: str, connector: FakeConnector, acts: Activities, queue: ScriptedQueue) -> None:
+        fast_bot_url: str, openid: OpenIdServer, connector: FakeConnector, acts: Activities,
+        queue: ScriptedQueue) -> None:
     queue.script[:] = [
         JobStatus("", "queued"),
         JobStatus("", "running", done=1, total=3, current="a.md"),
@@ -338,7 +359,7 @@ def test_admin_ingest_is_queued_and_its_result_posted_proactively(
     ]
     conv = unique_conversation("a:personal")
     activity = acts.personal("ingest https://docs.example.com/handbook", conversation=conv, aad=ADMIN_AAD)
-    assert post(fast_bot_url, activity).status_code == 201
+    assert signed_post(fast_bot_url, openid, activity).status_code == 201
     final = reply_to(connector, activity, lambda c: "Finished ingesting" in str(c.body.get("text")))
     target, requested_by, notify = queue.enqueued[-1]
     assert (target, requested_by) == ("https://docs.example.com/handbook", f"teams:{ADMIN_AAD}")
@@ -351,22 +372,23 @@ def test_admin_ingest_is_queued_and_its_result_posted_proactively(
 
 
 def test_admin_by_upn_may_ingest_and_failures_are_reported(
-        fast_bot_url: str, connector: FakeConnector, acts: Activities, queue: ScriptedQueue) -> None:
+        fast_bot_url: str, openid: OpenIdServer, connector: FakeConnector, acts: Activities,
+        queue: ScriptedQueue) -> None:
     connector.members["29:upn-admin"] = {"id": "29:upn-admin", "name": "Ada", "aadObjectId": "aad-upn-admin",
                                          "userPrincipalName": "admin@contoso.com"}
     queue.script[:] = [JobStatus("", "failed", error="https://intranet.example: 404 Not Found")]
     activity = acts.channel("ingest https://intranet.example/", user="29:upn-admin", aad="aad-upn-admin",
                             root=str(time.monotonic_ns()))
-    post(fast_bot_url, activity)
+    signed_post(fast_bot_url, openid, activity)
     final = reply_to(connector, activity, lambda c: "failed" in str(c.body.get("text")))
     assert "404 Not Found" in final.body["text"]
 
 
-def test_non_admin_ingest_is_politely_refused(fast_bot_url: str, connector: FakeConnector,
+def test_non_admin_ingest_is_politely_refused(fast_bot_url: str, openid: OpenIdServer, connector: FakeConnector,
                                               acts: Activities, queue: ScriptedQueue) -> None:
     before = len(queue.enqueued)
     activity = acts.personal("ingest https://docs.example.com/", conversation=unique_conversation("a:p"))
-    post(fast_bot_url, activity)
+    signed_post(fast_bot_url, openid, activity)
     refusal = reply_to(connector, activity, lambda c: c.type == "message")
     assert refusal.body["text"] == REFUSE_INGEST
     assert len(queue.enqueued) == before
