@@ -39,6 +39,7 @@ from adapters.slack.state import SlackState
 from adapters.teams.http import teams_router
 from bot.types import Decision, Platform, Question
 from knowledge.loaders import iter_documents
+from tests.fakes.openid_server import OpenIdServer, authenticated_gateway
 from tests.fakes.slack_server import (
     BOT_USER,
     FakeSlack,
@@ -51,7 +52,6 @@ from tests.fakes.slack_server import (
     signed_headers,
 )
 from tests.fakes.slack_server import serve as serve_slack
-from tests.fakes.openid_server import OpenIdServer, authenticated_gateway
 from tests.fakes.teams_connector import Activities, FakeConnector
 
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):

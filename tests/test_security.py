@@ -37,6 +37,7 @@ from bot.errors import RateLimited, SourceError
 from bot.ratelimit import Limit, MemoryRateLimiter, RateLimits, Throttle, polite_text
 from knowledge.fetch import Fetcher, FetchPolicy
 from knowledge.loaders import iter_documents, load_bytes
+from tests.fakes.openid_server import OpenIdServer, authenticated_gateway
 from tests.fakes.slack_server import (
     FakeSlack,
     command_body,
@@ -46,7 +47,6 @@ from tests.fakes.slack_server import (
     signed_headers,
 )
 from tests.fakes.slack_server import serve as serve_app
-from tests.fakes.openid_server import OpenIdServer, authenticated_gateway
 from tests.fakes.teams_connector import Activities, FakeConnector
 
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):

@@ -119,7 +119,7 @@ def openid() -> Iterator[OpenIdServer]:
 
 def settings(root: Path, **overrides: Any) -> Settings:
     return Settings(  # type: ignore[call-arg]
-        _env_file=None, data_dir=root / "data", teams_admins=f"{ADMIN_AAD},{ADMIN_UPN}",
+        _env_file=None, data_dir=root / "data", teams_admins=[ADMIN_AAD, ADMIN_UPN],
         access_user_groups={f"teams:{HR_AAD}": ["hr"]}, access_channel_groups={f"teams:{HR_CHANNEL}": ["hr"]},
         rate_questions_per_user=0, rate_questions_per_conversation=0, **overrides,
     )
