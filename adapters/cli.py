@@ -254,8 +254,14 @@ def serve(
     import uvicorn
 
     from adapters.web.app import create_app
+    from adapters.web.auth import check_admin_password
 
     services = _services()
+    try:
+        check_admin_password(services.settings)  # before anything starts
+    except SupportbotError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     logging.basicConfig(level=services.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bind, number = host or services.settings.host, port or services.settings.port
     if open_browser:

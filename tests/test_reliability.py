@@ -323,6 +323,8 @@ def test_embedder_retries_have_one_owner_per_boundary(
         in_worker = len(fake.requests_to(path)) - before
     finally:
         fake.clear_faults()
+        sdk: Any = services.embedder._client.get()  # type: ignore[attr-defined]  # the root never closes it
+        sdk.close() if provider == "openai" else sdk.__exit__(None, None, None)
     assert on_question_path == services.retry_budget.attempts == 4  # with SDK retries on: 4 x 3 = 12
     assert in_worker == 1  # Celery retries the task; the SDK must not retry inside it
 

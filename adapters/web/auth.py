@@ -51,6 +51,17 @@ class Session:
     sid: str = ""
 
 
+def check_admin_password(settings: Settings) -> None:
+    """ConfigError when an admin password is set but shorter than ``MIN_ADMIN_PASSWORD``
+    (never naming the password); an empty or missing one just means no admin pages."""
+    password = settings.admin_password.get_secret_value() if settings.admin_password else ""
+    if 0 < len(password) < MIN_ADMIN_PASSWORD:
+        raise ConfigError(
+            f"SUPPORTBOT_ADMIN_PASSWORD is too short: use at least {MIN_ADMIN_PASSWORD} characters "
+            "(or leave it unset to switch the admin pages off)"
+        )
+
+
 class SessionRevocations:
     """Session ids ended by signing out, in the database (shared by every web process, kept
     across restarts) until the cookie would have expired anyway. The engine is made on first use.
@@ -140,12 +151,8 @@ class WebAuth:
     """Password check, signed session and visitor cookies, and the guards used by the routes."""
 
     def __init__(self, settings: Settings, revocations: SessionRevocations | None = None) -> None:
+        check_admin_password(settings)
         password = settings.admin_password.get_secret_value() if settings.admin_password else ""
-        if 0 < len(password) < MIN_ADMIN_PASSWORD:
-            raise ConfigError(
-                f"SUPPORTBOT_ADMIN_PASSWORD is too short: use at least {MIN_ADMIN_PASSWORD} characters "
-                "(or leave it unset to switch the admin pages off)"
-            )
         self._secure = settings.secure_cookies
         self.revocations = revocations or SessionRevocations(settings.sqlalchemy_url)
         self._password_digest = hashlib.sha256(password.encode()).digest() if password else None
