@@ -37,7 +37,6 @@ import numpy as np
 from bot.ports import Embedder, Vector
 from bot.types import ScoredChunk
 
-
 WEB = "web"
 WEB_ADMIN_VOTER = "web:admin"  # the signed-in admin of the web pages: an identified voter
 ANONYMOUS_VOTER = "web:anonymous"  # every other web visitor, counted together

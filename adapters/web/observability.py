@@ -211,9 +211,12 @@ def observability_router(services: Services, reviews: SqlReviewStore) -> APIRout
     def authorised(request: Request) -> bool:
         """A scraper with the metrics token, or a signed-in admin."""
         sent = request.headers.get("authorization", "")
-        if token and sent.lower().startswith("bearer "):
-            if hmac.compare_digest(sent[7:].strip().encode(), token.encode()):
-                return True
+        if (
+            token
+            and sent.lower().startswith("bearer ")
+            and hmac.compare_digest(sent[7:].strip().encode(), token.encode())
+        ):
+            return True
         auth = getattr(request.app.state, "web_auth", None)
         return auth is not None and auth.session(request) is not None
 
