@@ -187,7 +187,8 @@ def test_document_link_text_gets_the_target_host_beside_it_and_non_web_targets_a
 def test_citation_titles_are_made_honest_and_server_paths_never_show() -> None:
     disguised = citation(1, url="https://evil.example/x", title="https://sso.company.example/reset")
     on_disk = Citation(2, "c2", "kb:a.md", "", (), "file:///srv/kb/a.md", NOW)
-    body = all_text([m.blocks for m in render_answer(answer("A [1] [2].", disguised, on_disk), NOW)])
+    messages = render_answer(answer(DISGUISED + " [1] [2].", disguised, on_disk), NOW)
+    body = all_text([m.blocks for m in messages]) + messages[0].text  # the blocks and the fallback text
     assert "sso.company.example" not in body
     assert "<https://evil.example/x|evil.example/x> (evil.example)" in body
     assert "/srv/kb" not in body and "file:" not in body

@@ -244,9 +244,11 @@ def answer_blocks(
 
 def fallback_text(answer: Answer) -> str:
     """Plain fallback text: the answer, then its sources, cut to a notification's length."""
-    lines = [answer.text]
+    lines = [replace_links(answer.text, lambda link_: link_.text)]  # the honest link text (bot.links)
     if answer.citations:
-        lines.append("Sources: " + "; ".join(f"[{c.number}] {c.title}" for c in answer.citations))
+        lines.append(
+            "Sources: " + "; ".join(f"[{c.number}] {safe_link(c.title, c.url).text}" for c in answer.citations)
+        )
     text = escape("\n".join(lines))
     return text if len(text) <= MAX_FALLBACK_CHARS else text[: MAX_FALLBACK_CHARS - 1] + "…"
 
