@@ -254,8 +254,14 @@ def serve(
     import uvicorn
 
     from adapters.web.app import create_app
+    from adapters.web.auth import check_admin_password
 
     services = _services()
+    try:
+        check_admin_password(services.settings)  # before anything starts
+    except SupportbotError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     logging.basicConfig(level=services.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bind, number = host or services.settings.host, port or services.settings.port
     from adapters.teams.exposure import check_bind
@@ -280,7 +286,12 @@ def serve(
     # Without REDIS_URL: an embedded Redis and a worker run alongside, so /ingest works locally.
     with local_workers(services.settings) as settings:
         services = Services(settings) if settings is not services.settings else services
-        uvicorn.run(create_app(services), host=bind, port=number, log_level=settings.log_level.lower())
+        try:
+            web = create_app(services)
+        except SupportbotError as exc:  # e.g. an admin password that is too short
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        uvicorn.run(web, host=bind, port=number, log_level=settings.log_level.lower())
 
 
 # -- commands added by the chat adapters and the workers go below this line --

@@ -152,3 +152,20 @@ reviews = sa.Table(
     sa.Column("reviewer", sa.String(256), nullable=False),
     sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=False, index=True),
 )
+
+# --- admin confirmations of web votes, revoked admin sessions (migration 0005) ------------------
+
+vote_confirmations = sa.Table(
+    "vote_confirmations",
+    metadata,
+    sa.Column("answer_id", sa.String(64), sa.ForeignKey("answers.id"), primary_key=True),
+    sa.Column("confirmed_by", sa.String(256), nullable=False),
+    sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+revoked_sessions = sa.Table(
+    "revoked_sessions",
+    metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)

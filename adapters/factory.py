@@ -71,16 +71,20 @@ class Services:
             key = _secret(s.openai_api_key)
             if not key:
                 raise ConfigError("SUPPORTBOT_EMBEDDER=openai needs OPENAI_API_KEY")
+            # max_retries=0: one retry owner per boundary — ResilientEmbedder on the question
+            # path, Celery's autoretry_for in the worker; SDK retries would multiply both.
             return OpenAIEmbedder(  # type: ignore[no-any-return]
-                openai_client(key, s.openai_base_url, s.provider_timeout_s), model=s.openai_embedding_model
+                openai_client(key, s.openai_base_url, s.provider_timeout_s, max_retries=0),
+                model=s.openai_embedding_model,
             )
         from adapters.providers.cohere_provider import CohereEmbedder, cohere_client
 
         key = _secret(s.cohere_api_key)
         if not key:
             raise ConfigError("SUPPORTBOT_EMBEDDER=cohere needs COHERE_API_KEY")
+        # max_retries=0: as above, ResilientEmbedder or Celery owns the retries.
         return CohereEmbedder(  # type: ignore[no-any-return]
-            cohere_client(key, s.cohere_base_url, s.provider_timeout_s), model=s.cohere_embed_model
+            cohere_client(key, s.cohere_base_url, s.provider_timeout_s, max_retries=0), model=s.cohere_embed_model
         )
 
     @cached_property
@@ -336,6 +340,8 @@ class Services:
             questions_per_conversation=Limit(s.rate_questions_per_conversation, s.rate_questions_window_s),
             ingests_per_user=Limit(s.rate_ingests_per_user, s.rate_ingests_window_s),
             ingests_per_conversation=Limit(s.rate_ingests_per_conversation, s.rate_ingests_window_s),
+            votes_per_user=Limit(s.rate_votes_per_user, s.rate_votes_window_s),
+            votes_per_client=Limit(s.rate_votes_per_address, s.rate_votes_window_s),
         )
         return Throttle(self.rate_limiter, limits)
 

@@ -142,9 +142,19 @@ class Settings(BaseSettings):
     # --- web ---------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    admin_password: SecretStr | None = None
+    admin_password: SecretStr | None = None  # at least 12 characters (checked when the server starts)
     session_secret: SecretStr | None = None
     web_chat: Literal["on", "off", "login"] = "on"
+    # The largest request body any endpoint accepts (Slack, Teams, web chat, admin); bigger
+    # ones get 413 before they are read. Per-route exceptions: adapters/web/app.py.
+    max_request_bytes: int = Field(default=1 << 20, ge=1024)
+    # The address people reach this server at (e.g. https://bot.example.com), when it is behind
+    # a proxy. Session cookies are Secure when it is https (or SUPPORTBOT_COOKIE_SECURE says so).
+    public_url: str | None = None
+    cookie_secure: bool | None = None  # default: on when public_url is https (else: when the request is)
+    # /healthz and /metrics show counts and source names only to a signed-in admin or with
+    # "Authorization: Bearer <this token>" (for Prometheus); anyone else gets the bare status.
+    metrics_token: SecretStr | None = None
 
     # --- limits ------------------------------------------------------------------------------
     # Questions and ingests per user and per conversation (channel, chat, team channel) in a
@@ -156,6 +166,10 @@ class Settings(BaseSettings):
     rate_ingests_per_user: int = Field(default=10, ge=0)
     rate_ingests_per_conversation: int = Field(default=30, ge=0)
     rate_ingests_window_s: float = Field(default=3600.0, gt=0)
+    # Votes in the web chat, per visitor and per client address, in a fixed window.
+    rate_votes_per_user: int = Field(default=30, ge=0)
+    rate_votes_per_address: int = Field(default=100, ge=0)
+    rate_votes_window_s: float = Field(default=3600.0, gt=0)
     # Provider calls on the question path: retried with backoff (ProviderUnavailable only) within
     # this many seconds in all, then the fallback (no reranker, the extractive generator).
     provider_retry_budget_s: float = Field(default=6.0, ge=0)
@@ -174,6 +188,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @property
+    def secure_cookies(self) -> bool | None:
+        """Whether cookies must be Secure: the setting, else True for an https ``public_url``;
+        None when neither says (then the request's own scheme decides)."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        if self.public_url:
+            return self.public_url.lower().startswith("https://")
+        return None
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -369,7 +369,7 @@ class AnswerService:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         query = self._standalone(question)
-        filters = SearchFilters(groups=frozenset(question.groups))
+        filters = SearchFilters(groups=frozenset(question.groups), platform=question.platform.value)
         retrieval = self.retriever.search(query, self.k, filters)
         timings["retrieve"] = (time.perf_counter() - started) * 1000
         policy = self.policy

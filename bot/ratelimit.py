@@ -84,6 +84,8 @@ class RateLimits:
     questions_per_conversation: Limit = Limit(60, 60)
     ingests_per_user: Limit = Limit(10, 3600)
     ingests_per_conversation: Limit = Limit(30, 3600)
+    votes_per_user: Limit = Limit(30, 3600)
+    votes_per_client: Limit = Limit(100, 3600)  # per client address (web) or conversation
 
 
 class Throttle:
@@ -102,6 +104,10 @@ class Throttle:
         """Count one ingest request; raises RateLimited when over the limit."""
         self._check("ingest", platform, user, conversation, self.limits.ingests_per_user,
                     self.limits.ingests_per_conversation)
+
+    def vote(self, platform: str, user: str, client: str) -> None:
+        """Count one vote; raises RateLimited when the voter or its client (address) is over the limit."""
+        self._check("vote", platform, user, client, self.limits.votes_per_user, self.limits.votes_per_client)
 
     def _check(self, kind: str, platform: str, user: str, conversation: str, per_user: Limit,
                per_conversation: Limit) -> None:

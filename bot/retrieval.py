@@ -433,12 +433,12 @@ class Retriever:
         fused = with_phrase_bonus(query, fused, phrase)
         if self.feedback is not None:
             # Votes on similar earlier questions, for passages the viewer's filter admitted.
-            fused = self.feedback.adjust(vector, fused, filters.groups)
+            fused = self.feedback.adjust(vector, fused, filters.groups, filters.platform)
         fused, duplicates = group_near_duplicates(fused[: max(k * 3, 20)], self.config.dedupe_jaccard)
         if self.reranker is not None and fused:
             fused = self.reranker.rerank(query, fused[: self.config.candidates], top_k=k)
             if self.feedback is not None:
-                fused = self.feedback.adjust(vector, fused, filters.groups)
+                fused = self.feedback.adjust(vector, fused, filters.groups, filters.platform)
         t4 = time.perf_counter()
         timings.update(
             embed=(t1 - t0) * 1000,

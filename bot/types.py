@@ -80,12 +80,15 @@ class SearchFilters:
 
     ``groups`` is the viewer's access groups: a chunk is visible when it shares one
     of them. ``None`` means unrestricted and is only used by operators (CLI, eval).
+    ``platform`` is where the viewer asks; it filters nothing in the index, it tells the
+    feedback ranking which votes count (anonymous web votes only count on the web).
     """
 
     groups: frozenset[str] | None = frozenset({PUBLIC})
     sources: frozenset[str] | None = None
     updated_after: datetime | None = None
     updated_before: datetime | None = None
+    platform: str | None = None
 
     def allows(self, chunk: Chunk) -> bool:
         """Whether ``chunk`` passes these filters (the reference semantics for every index)."""

@@ -133,10 +133,44 @@ def _default_resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: the IPv4 is the last 32 bits
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215 local-use: where the IPv4 sits varies
+_TEREDO = ipaddress.ip_network("2001::/32")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries inside it (mapped, compatible, 6to4, Teredo, NAT64).
+
+    A host that routes these (a 6to4 relay, a Teredo tunnel, a NAT64 gateway, a dual-stack
+    socket for mapped addresses) delivers the packet to the embedded IPv4 address, so that
+    address must pass the same rules.
+    """
+    found: list[ipaddress.IPv4Address] = []
+    if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d
+        found.append(ip.ipv4_mapped)
+    value = int(ip)
+    if value >> 32 == 0 and value > 1:  # IPv4-compatible ::a.b.c.d (deprecated; :: and ::1 excluded)
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+    if ip.sixtofour is not None:  # 2002:AABB:CCDD::/48
+        found.append(ip.sixtofour)
+    if ip in _TEREDO and ip.teredo is not None:  # 2001:0:<server>:...:<client, obfuscated>
+        found.extend(ip.teredo)
+    if ip in _NAT64:
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+    return found
+
+
 def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why this address may not be fetched, or None when it may."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:
+            return "a local-use NAT64 address"
+        for inner in _embedded_ipv4(ip):
+            why = _blocked(inner)
+            if why is not None:
+                return f"{why} ({inner}, embedded in the IPv6 address)"
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
     if ip in _METADATA_IPS:
         return "a cloud metadata address"
     if ip.is_loopback:

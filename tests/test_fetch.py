@@ -52,6 +52,17 @@ def site() -> Iterator[WebsiteFake]:
         ("http://metadata.google.internal/computeMetadata/v1/", "metadata"),
         ("http://localhost:6379/", "loopback"),
         ("http://0.0.0.0/", "address"),
+        # IPv6 addresses that carry a private IPv4 inside them (issue 14)
+        ("http://[2002:7f00:1::]/", "loopback"),  # 6to4 of 127.0.0.1
+        ("http://[2002:a00:1::1]/", "private"),  # 6to4 of 10.0.0.1
+        ("http://[2002:a9fe:a9fe::]/", "metadata"),  # 6to4 of 169.254.169.254
+        ("http://[::7f00:1]/", "loopback"),  # IPv4-compatible ::127.0.0.1
+        ("http://[::a00:1]/", "private"),  # IPv4-compatible ::10.0.0.1
+        ("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", "loopback"),  # Teredo, client 127.0.0.1
+        ("http://[64:ff9b::7f00:1]/", "loopback"),  # NAT64 well-known prefix
+        ("http://[64:ff9b::a9fe:a9fe]/", "metadata"),
+        ("http://[64:ff9b:1::a00:1]/", "NAT64"),  # local-use NAT64
+        ("http://[::ffff:7f00:1]/", "loopback"),  # IPv4-mapped, hex form
     ],
 )
 def test_private_loopback_link_local_and_metadata_addresses_are_refused(url: str, why: str) -> None:
@@ -59,6 +70,11 @@ def test_private_loopback_link_local_and_metadata_addresses_are_refused(url: str
         check_url(url, FetchPolicy())
     assert why in str(info.value)
     assert "SUPPORTBOT_FETCH_ALLOW_HOSTS" in str(info.value) or "metadata" in str(info.value)
+
+
+@pytest.mark.parametrize("address", ["2002:808:808::1"])
+def test_ipv6_embedding_a_public_ipv4_is_not_refused_for_it(address: str) -> None:
+    assert check_url(f"http://[{address}]/", FetchPolicy()) == address
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/x", "gopher://x/", "/etc/passwd"])

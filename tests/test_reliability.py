@@ -292,6 +292,43 @@ def test_wrappers_are_transparent_when_providers_are_healthy() -> None:
     assert ResilientGenerator(Gen()).name == "g" and ResilientIndex.__name__ == "ResilientIndex"
 
 
+@pytest.mark.parametrize("provider", ["openai", "cohere"])
+def test_embedder_retries_have_one_owner_per_boundary(
+    fakes: dict[str, Any], tmp_path: Path, provider: str
+) -> None:
+    """Against an embedder that always answers 503: the question path tries exactly as often as
+    the RetryBudget allows (not that times the SDK's own retries), and the raw embedder the
+    Celery worker uses (``autoretry_for`` owns its retries) tries exactly once."""
+    fake = fakes[provider]
+    path = "/v1/embeddings" if provider == "openai" else "/v2/embed"
+    if provider == "openai":
+        extra: dict[str, Any] = dict(openai_base_url=fake.url + "/v1", openai_api_key="k-openai")
+    else:
+        extra = dict(cohere_base_url=fake.url, cohere_api_key="k-cohere")
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "data", embedder=provider, provider_timeout_s=2.0, provider_retry_budget_s=30.0,
+        **extra,
+    )
+    services = Services(settings)
+    fake.fail_next(1000, status=503)
+    try:
+        before = len(fake.requests_to(path))
+        with pytest.raises(ProviderUnavailable):
+            services.retriever.embedder.embed_query("how do I reset my password?")
+        on_question_path = len(fake.requests_to(path)) - before
+        before = len(fake.requests_to(path))
+        with pytest.raises(ProviderUnavailable):
+            services.embedder.embed_documents(["one passage"])
+        in_worker = len(fake.requests_to(path)) - before
+    finally:
+        fake.clear_faults()
+        sdk: Any = services.embedder._client.get()  # type: ignore[attr-defined]  # the root never closes it
+        sdk.close() if provider == "openai" else sdk.__exit__(None, None, None)
+    assert on_question_path == services.retry_budget.attempts == 4  # with SDK retries on: 4 x 3 = 12
+    assert in_worker == 1  # Celery retries the task; the SDK must not retry inside it
+
+
 # -- Slack helpers -------------------------------------------------------------------------------------
 def _client(slack: FakeSlack) -> Any:
     from adapters.slack.app import make_client

@@ -62,7 +62,7 @@ def test_an_answer_has_text_numbered_sources_with_age_buttons_and_fallback() -> 
     [message] = render_answer(answer("Do this [1] and that [2].", citation(1), local), NOW)
     body = all_text(message.blocks)
     assert "*Sources*" in body
-    assert "1. <https://kb.example.com/a|Guide> · Setup · updated 3 days ago" in body
+    assert "1. <https://kb.example.com/a|Guide> (kb.example.com) · Setup · updated 3 days ago" in body
     assert "2. VPN ¦ access" in body and "file://" not in body  # no link Slack couldn't open
     assert "updated 1 month ago" in body
     actions = [b for b in message.blocks if b["type"] == "actions"][0]["elements"]
@@ -166,3 +166,29 @@ def test_the_manifest_declares_what_the_app_uses() -> None:
     assert needed | {"reactions:read", "reactions:write", "usergroups:read"} <= scopes
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
+
+
+# -- disguised links (issue 14): the shared rule in bot/links.py, rendered for Slack ---------------
+DISGUISED = "Reset it at [https://sso.company.example/reset](https://evil.example/phish) today."
+
+
+def test_a_link_whose_text_names_another_host_shows_its_real_target_and_host() -> None:
+    text = to_mrkdwn(DISGUISED)
+    assert "sso.company.example" not in text
+    assert "<https://evil.example/phish|evil.example/phish> (evil.example)" in text
+
+
+def test_document_link_text_gets_the_target_host_beside_it_and_non_web_targets_are_not_links() -> None:
+    text = to_mrkdwn("See [the portal](https://id.example.com/a) or [this](javascript:alert(1)) or [x](file:///srv/kb/a.md)")
+    assert "<https://id.example.com/a|the portal> (id.example.com)" in text
+    assert "javascript" not in text and "file:" not in text and "/srv/kb" not in text
+
+
+def test_citation_titles_are_made_honest_and_server_paths_never_show() -> None:
+    disguised = citation(1, url="https://evil.example/x", title="https://sso.company.example/reset")
+    on_disk = Citation(2, "c2", "kb:a.md", "", (), "file:///srv/kb/a.md", NOW)
+    messages = render_answer(answer(DISGUISED + " [1] [2].", disguised, on_disk), NOW)
+    body = all_text([m.blocks for m in messages]) + messages[0].text  # the blocks and the fallback text
+    assert "sso.company.example" not in body
+    assert "<https://evil.example/x|evil.example/x> (evil.example)" in body
+    assert "/srv/kb" not in body and "file:" not in body

@@ -87,7 +87,7 @@ def test_age_is_short_and_human() -> None:
 
 def test_citation_lines_link_and_escape_titles() -> None:
     line = citation_line(_answer().citations[0], NOW)
-    assert line == "1. [Guide \\[1\\] › Setup](https://kb.example.com/1) · updated 3 days ago"
+    assert line == "1. [Guide \\[1\\] › Setup](https://kb.example.com/1) (kb.example.com) · updated 3 days ago"
 
 
 def test_answer_card_and_decline_card() -> None:

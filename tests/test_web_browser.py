@@ -241,3 +241,28 @@ def test_login_page_says_when_there_are_no_admin_pages(page: Any, tmp_path: Path
         page.goto(running.url + "/login")
         expect(page.locator("#notice")).to_contain_text("no admin password is configured")
         expect(page.locator("#password")).to_be_disabled()
+
+
+def test_a_disguised_link_in_a_document_shows_its_real_target_and_host(page: Any, tmp_path: Path) -> None:
+    """Issue 14: a document's link whose text names a trusted site and whose target is another
+    shows, in the chat page, the real target as its text and the target's host beside it."""
+    from playwright.sync_api import expect
+
+    from knowledge.loaders import iter_documents
+
+    services = build_services(tmp_path, rate_questions_per_user=0)
+    (tmp_path / "it").mkdir()
+    (tmp_path / "it" / "reset.md").write_text(
+        "# Password reset\n\nTo reset your single sign-on password, open "
+        "[https://sso.company.example/reset](https://evil.example/phish) and follow the steps there.\n"
+    )
+    services.ingestor.ingest(iter_documents([tmp_path / "it"], source="it", max_bytes=1 << 20), source="it")
+    with Server(create_app(services)) as running:
+        page.goto(running.url + "/")
+        answer = ask(page, "How do I reset my single sign-on password?")
+        link = answer.locator(".body a[href='https://evil.example/phish']")
+        expect(link).to_have_text("evil.example/phish")
+        expect(answer.locator(".body .link-host")).to_have_text("(evil.example)")
+        expect(answer.locator(".body")).not_to_contain_text("sso.company.example")
+        # A source on the server's disk shows its title, never its path.
+        expect(answer.locator("ol.sources")).not_to_contain_text(str(tmp_path))

@@ -20,9 +20,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from adapters.db import answers, feedback, reviews
+from adapters.db import answers, feedback, reviews, vote_confirmations
 from adapters.providers.sql_store import SqlDocumentStore
 from bot.errors import ProviderRejected, ProviderUnavailable
+from bot.feedback import WEB, WEB_ADMIN_VOTER
 from bot.serialize import answer_from_dict
 from bot.types import Answer
 
@@ -76,6 +77,8 @@ class RatedAnswer:
     up: int
     down: int
     review: Review | None = None
+    web_votes: int = 0  # votes of anonymous web visitors (they count beyond the web once confirmed)
+    votes_confirmed: bool = False
 
 
 def _review(row: Any) -> Review:
@@ -154,6 +157,36 @@ class SqlReviewStore:
         with self.engine.connect() as conn:
             return [(answer_from_dict(json.loads(r.payload)), _review(r)) for r in conn.execute(query)]
 
+    # --- confirmations of web votes ----------------------------------------------------------------
+    def confirm_votes(self, answer_id: str, by: str = "admin") -> None:
+        """Confirm the anonymous web votes on one answer: from now on they count on every platform.
+
+        Idempotent. Raises ProviderRejected when no answer ``answer_id`` is stored.
+        """
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(answers.c.id).where(answers.c.id == answer_id)).first() is None:
+                raise ProviderRejected(f"no stored answer {answer_id!r} to confirm votes of")
+            where = vote_confirmations.c.answer_id == answer_id
+            if conn.execute(sa.select(vote_confirmations.c.answer_id).where(where)).first() is None:
+                conn.execute(
+                    sa.insert(vote_confirmations).values(
+                        answer_id=answer_id, confirmed_by=by, confirmed_at=datetime.now(UTC)
+                    )
+                )
+
+    def unconfirm_votes(self, answer_id: str) -> None:
+        """Withdraw a confirmation (the web votes count for the web chat only again)."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(vote_confirmations).where(vote_confirmations.c.answer_id == answer_id))
+
+    def votes_confirmed(self, answer_id: str) -> bool:
+        """Whether the web votes on ``answer_id`` are confirmed."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(vote_confirmations.c.answer_id).where(vote_confirmations.c.answer_id == answer_id)
+            ).first()
+        return row is not None
+
     # --- read-only queries for the admin page ----------------------------------------------------
     def daily_counts(self, days: int = 30, now: datetime | None = None) -> list[DayCounts]:
         """Answered, declined, 👍 and 👎 per UTC day for the last ``days`` days (oldest first, every day)."""
@@ -195,6 +228,11 @@ class SqlReviewStore:
                 feedback.c.answer_id,
                 sa.func.sum(sa.case((feedback.c.vote == "up", 1), else_=0)).label("up"),
                 sa.func.sum(sa.case((feedback.c.vote == "down", 1), else_=0)).label("down"),
+                sa.func.sum(
+                    sa.case(
+                        (sa.and_(feedback.c.platform == WEB, feedback.c.user != WEB_ADMIN_VOTER), 1), else_=0
+                    )
+                ).label("web"),
             )
             .group_by(feedback.c.answer_id)
             .subquery()
@@ -204,7 +242,7 @@ class SqlReviewStore:
         """Answers with at least one 👎, most net 👎 first (then most 👎, then newest)."""
         votes = self._votes()
         query = (
-            sa.select(answers.c.payload, votes.c.up, votes.c.down, reviews)
+            sa.select(answers.c.payload, votes.c.up, votes.c.down, votes.c.web, reviews)
             .join(votes, votes.c.answer_id == answers.c.id)
             .outerjoin(reviews, reviews.c.answer_id == answers.c.id)
             .where(votes.c.down > 0)
@@ -221,6 +259,7 @@ class SqlReviewStore:
                 answers.c.payload,
                 sa.func.coalesce(votes.c.up, 0).label("up"),
                 sa.func.coalesce(votes.c.down, 0).label("down"),
+                sa.func.coalesce(votes.c.web, 0).label("web"),
                 reviews,
             )
             .outerjoin(votes, votes.c.answer_id == answers.c.id)
@@ -234,15 +273,29 @@ class SqlReviewStore:
 
     def _rated(self, query: sa.Select[Any]) -> list[RatedAnswer]:
         with self.engine.connect() as conn:
-            return [
+            rows = conn.execute(query).all()
+            confirmed = {
+                a
+                for (a,) in conn.execute(
+                    sa.select(vote_confirmations.c.answer_id).where(
+                        vote_confirmations.c.answer_id.in_([json.loads(r.payload)["id"] for r in rows])
+                    )
+                )
+            } if rows else set()
+        out = []
+        for r in rows:
+            answer = answer_from_dict(json.loads(r.payload))
+            out.append(
                 RatedAnswer(
-                    answer_from_dict(json.loads(r.payload)),
+                    answer,
                     int(r.up or 0),
                     int(r.down or 0),
                     None if r.answer_id is None else _review(r),
+                    web_votes=int(r.web or 0),
+                    votes_confirmed=answer.id in confirmed,
                 )
-                for r in conn.execute(query)
-            ]
+            )
+        return out
 
 
 def beir_zip(items: Sequence[tuple[Answer, Review]]) -> bytes:

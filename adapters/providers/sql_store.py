@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import numpy as np
 import sqlalchemy as sa
 
-from adapters.db import answers, doc_versions, feedback, ingest_runs, make_engine, migrate
+from adapters.db import answers, doc_versions, feedback, ingest_runs, make_engine, migrate, vote_confirmations
 from bot.errors import ProviderRejected, ProviderUnavailable
 from bot.feedback import VoteRecord
 from bot.ports import DocumentState, Matrix, StoredVersion
@@ -215,13 +215,21 @@ class SqlAnswerStore:
     def vote_records(self) -> list[VoteRecord]:
         """Every vote on an answered question, with the searched query and the cited chunks."""
         query = (
-            sa.select(feedback.c.vote, feedback.c.created_at, answers.c.payload)
+            sa.select(
+                feedback.c.vote,
+                feedback.c.created_at,
+                answers.c.payload,
+                feedback.c.user,
+                feedback.c.platform,
+                vote_confirmations.c.answer_id.is_not(None).label("confirmed"),
+            )
             .join(answers, answers.c.id == feedback.c.answer_id)
+            .outerjoin(vote_confirmations, vote_confirmations.c.answer_id == feedback.c.answer_id)
             .where(answers.c.decision == "answered")
         )
         out: list[VoteRecord] = []
         with self.engine.connect() as conn:
-            for vote, created_at, payload in conn.execute(query):
+            for vote, created_at, payload, user, platform, confirmed in conn.execute(query):
                 data = json.loads(payload)
                 trace = data.get("trace") or {}
                 at = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
@@ -232,6 +240,9 @@ class SqlAnswerStore:
                         up=vote == Vote.UP.value,
                         at=at,
                         groups=frozenset(data["question"].get("groups", ["public"])),
+                        voter=user,
+                        platform=platform,
+                        confirmed=bool(confirmed),
                     )
                 )
         return out

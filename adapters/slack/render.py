@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from bot.links import Link, replace_links, safe_link
 from bot.types import Answer, Citation, Decision, Vote
 
 Block = dict[str, Any]
@@ -32,7 +33,7 @@ METADATA_EVENT = "supportbot_answer"
 
 _CITE = re.compile(r"\[(\d+)\]")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
-_MD_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
+_MD_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
 _HEADING = re.compile(r"^#{1,6}\s+(.*)$", re.MULTILINE)
 _BULLET = re.compile(r"^\s*[-*]\s+", re.MULTILINE)
 
@@ -72,15 +73,30 @@ def link(url: str, label: str) -> str:
     return f"<{safe}|{_label(label)}>" if safe else _label(label)
 
 
+def honest_link(link_: Link) -> str:
+    """A document's link (``bot.links``): ``<url|text> (host)``, or the text alone when not a link."""
+    if not link_.url:
+        return _label(link_.text)
+    return f"{link(link_.url, link_.text)} ({escape(link_.host)})"
+
+
 def to_mrkdwn(text: str, citations: Sequence[Citation] = ()) -> str:
     """Convert the answer's small Markdown subset to Slack mrkdwn, escaping user text first.
 
-    ``**bold**`` → ``*bold*``, ``[label](url)`` → ``<url|label>``, ``# heading`` → bold line,
-    ``- item`` → ``• item``; a citation ``[n]`` becomes a link to source n when it has a web URL.
+    ``**bold**`` → ``*bold*``, ``[label](url)`` → ``<url|label> (host)`` (made honest by
+    ``bot.links``: a label naming another host shows the target instead), ``# heading`` → bold
+    line, ``- item`` → ``• item``; a citation ``[n]`` becomes a link to source n when it has a web URL.
     """
     by_number = {c.number: c for c in citations}
-    out = escape(text)
-    out = _MD_LINK.sub(lambda m: link(m.group(2).replace("&amp;", "&"), m.group(1)), out)
+    # Links first, on the raw text (honest_link escapes what it emits); then the rest is escaped.
+    parts: list[str] = []
+    last = 0
+    for m in _MD_LINK.finditer(text):
+        parts.append(escape(text[last : m.start()]))
+        parts.append(replace_links(m.group(0), honest_link))
+        last = m.end()
+    parts.append(escape(text[last:]))
+    out = "".join(parts)
     out = _BOLD.sub(r"*\1*", out)
     out = _HEADING.sub(r"*\1*", out)
     out = _BULLET.sub("• ", out)
@@ -178,10 +194,14 @@ def share_button(answer_id: str) -> Block:
 
 
 def source_lines(citations: Sequence[Citation], now: datetime) -> list[str]:
-    """Numbered source lines: ``1. <url|title> · heading · updated 3 days ago``."""
+    """Numbered source lines: ``1. <url|title> (host) · heading · updated 3 days ago``.
+
+    The title comes from the document, so it is made honest (``bot.links``) and the target's
+    host shows beside it; a source without a web URL (a file on the server) shows its title only.
+    """
     lines = []
     for c in citations:
-        parts = [f"{c.number}. {link(c.url, c.title or c.url or 'untitled')}"]
+        parts = [f"{c.number}. {honest_link(safe_link(c.title or 'untitled', c.url))}"]
         heading = " > ".join(h for h in c.heading_path if h and h != c.title)
         if heading:
             parts.append(_label(heading))
@@ -224,9 +244,11 @@ def answer_blocks(
 
 def fallback_text(answer: Answer) -> str:
     """Plain fallback text: the answer, then its sources, cut to a notification's length."""
-    lines = [answer.text]
+    lines = [replace_links(answer.text, lambda link_: link_.text)]  # the honest link text (bot.links)
     if answer.citations:
-        lines.append("Sources: " + "; ".join(f"[{c.number}] {c.title}" for c in answer.citations))
+        lines.append(
+            "Sources: " + "; ".join(f"[{c.number}] {safe_link(c.title, c.url).text}" for c in answer.citations)
+        )
     text = escape("\n".join(lines))
     return text if len(text) <= MAX_FALLBACK_CHARS else text[: MAX_FALLBACK_CHARS - 1] + "…"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.links import Link, replace_links, safe_link
 from bot.types import Answer, Citation, Decision
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -46,11 +47,33 @@ def _escape(text: str) -> str:
     return text.replace("[", "\\[").replace("]", "\\]")
 
 
+def honest_link(link: Link) -> str:
+    """A document's link (``bot.links``) in card markdown: ``[text](url) (host)``, or the text alone."""
+    text = _escape(link.text)
+    if not link.url:
+        return text
+    return f"[{text}]({_escape_url(link.url)}) ({_escape(link.host)})"
+
+
+def _escape_url(url: str) -> str:
+    # A ')' or a space would end the markdown link early.
+    return url.replace(" ", "%20").replace(")", "%29").replace("(", "%28")
+
+
+def honest_text(text: str) -> str:
+    """Answer text for a card or a markdown message: its Markdown links made honest, host beside."""
+    return replace_links(text, honest_link)
+
+
 def citation_line(c: Citation, now: datetime) -> str:
-    """``1. [Title › Heading](url) · updated 3 days ago`` (Adaptive Card markdown)."""
+    """``1. [Title › Heading](url) (host) · updated 3 days ago`` (Adaptive Card markdown).
+
+    The title comes from the document: made honest (``bot.links``), the target's host beside
+    it; a source without a web URL (a file on the server) shows its title only, never its path.
+    """
     parts = [c.title, *(h for h in c.heading_path if h and h != c.title)]
-    label = _escape(" › ".join(p for p in parts if p) or c.doc_id)
-    link = f"[{label}]({c.url})" if c.url.startswith(("http://", "https://")) else label
+    label = " › ".join(p for p in parts if p) or "untitled"
+    link = honest_link(safe_link(label, c.url))
     when = age(c.updated_at, now)
     return f"{c.number}. {link}" + (f" · {when}" if when else "")
 
@@ -79,7 +102,7 @@ def answer_card(answer: Answer, now: datetime | None = None, *, with_text: bool 
     now = now or datetime.now(UTC)
     body: list[dict[str, Any]] = []
     if with_text:
-        body.append({"type": "TextBlock", "text": _clip(answer.text), "wrap": True})
+        body.append({"type": "TextBlock", "text": _clip(honest_text(answer.text)), "wrap": True})
     if answer.note:
         body.append({"type": "TextBlock", "text": answer.note, "wrap": True, "isSubtle": True, "size": "Small"})
     if answer.citations:
@@ -112,7 +135,7 @@ def answer_activity(answer: Answer, now: datetime | None = None, *, with_text: b
         "type": "message",
         # ``summary`` is what notifications and the chat list show; ``text`` stays empty so
         # Teams does not print the answer twice above the card.
-        "summary": _summary(answer.text),
+        "summary": _summary(replace_links(answer.text, lambda link: link.text)),
         "attachments": [{"contentType": CARD_CONTENT_TYPE, "content": card}],
         "channelData": {"feedbackLoopEnabled": True},
     }
@@ -144,7 +167,7 @@ def stream_chunk(text: str, sequence: int, stream_id: str) -> dict[str, Any]:
     """A Teams streaming update (personal chats): a typing activity carrying the text so far."""
     info = _stream_info("streaming", sequence, stream_id)
     channel_data = {k: v for k, v in info.items() if k != "type"}
-    return {"type": "typing", "text": text, "entities": [info], "channelData": channel_data}
+    return {"type": "typing", "text": honest_text(text), "entities": [info], "channelData": channel_data}
 
 
 def stream_final(answer: Answer, stream_id: str, now: datetime | None = None) -> dict[str, Any]:
@@ -155,11 +178,11 @@ def stream_final(answer: Answer, stream_id: str, now: datetime | None = None) ->
     activity["channelData"] = {**activity["channelData"], "streamType": "final", "streamId": stream_id}
     # The final message carries the (checked) text itself, replacing what was streamed;
     # the card below it holds the sources and the vote buttons.
-    activity["text"] = _clip(answer.text)
+    activity["text"] = _clip(honest_text(answer.text))
     activity["textFormat"] = "markdown"
     return activity
 
 
 def partial_activity(text: str) -> dict[str, Any]:
     """The growing answer in a channel or group chat, before the final card replaces it."""
-    return {"type": "message", "text": text + " …", "textFormat": "markdown"}
+    return {"type": "message", "text": honest_text(text) + " …", "textFormat": "markdown"}

@@ -3,7 +3,8 @@
 Pages: ``GET /login`` (says so when no admin password is configured), ``POST /login``,
 ``POST /logout``, ``GET /admin``. API under ``/api/admin/``: ``summary`` (per-day counts),
 ``sources`` and ``sources/{name}/sync``, ``gaps``, ``worst``, ``queue``, ``search``,
-``reviews`` and ``export.zip``. Reads need the session cookie; changes also need the CSRF
+``reviews``, ``votes/{answer_id}/confirm`` (web visitors' votes count beyond the web chat
+once confirmed) and ``export.zip``. Reads need the session cookie; changes also need the CSRF
 token (``X-CSRF-Token``). Traces and exports come from the stored answers; the index search
 here is unrestricted, which is why it is admin-only.
 """
@@ -65,6 +66,8 @@ def _rated(item: RatedAnswer) -> dict[str, Any]:
         "up": item.up,
         "down": item.down,
         "review": None if item.review is None else _review(item.review),
+        "web_votes": item.web_votes,
+        "votes_confirmed": item.votes_confirmed,
     }
 
 
@@ -145,9 +148,9 @@ def admin_router(services: Services, auth: WebAuth, reviews: SqlReviewStore) -> 
         return response
 
     @router.post("/logout", include_in_schema=False)
-    def logout() -> Response:
+    def logout(request: Request) -> Response:
         response = RedirectResponse("/login", status_code=303)
-        auth.end_session(response)
+        auth.end_session(request, response)  # revoked on the server, not just forgotten by the browser
         return response
 
     # --- the page --------------------------------------------------------------------------------
@@ -317,6 +320,20 @@ def admin_router(services: Services, auth: WebAuth, reviews: SqlReviewStore) -> 
         stored = reviews.get_review(body.answer_id)
         assert stored is not None
         return {"ok": True, "review": _review(stored)}
+
+    @router.post("/api/admin/votes/{answer_id}/confirm")
+    def confirm_votes(_: admin_change, answer_id: str) -> dict[str, Any]:
+        # Anonymous web votes count only in the web chat until an admin confirms them here.
+        try:
+            reviews.confirm_votes(answer_id)
+        except ProviderRejected:
+            raise HTTPException(404, "no such answer") from None
+        return {"ok": True, "answer_id": answer_id, "votes_confirmed": True}
+
+    @router.delete("/api/admin/votes/{answer_id}/confirm")
+    def unconfirm_votes(_: admin_change, answer_id: str) -> dict[str, Any]:
+        reviews.unconfirm_votes(answer_id)
+        return {"ok": True, "answer_id": answer_id, "votes_confirmed": False}
 
     @router.delete("/api/admin/reviews/{answer_id}")
     def delete_review(_: admin_change, answer_id: str) -> dict[str, Any]:

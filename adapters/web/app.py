@@ -23,10 +23,15 @@ from adapters.providers.review_store import SqlReviewStore
 from adapters.web.admin import admin_router
 from adapters.web.auth import WebAuth
 from adapters.web.chat import chat_router
+from adapters.web.limits import BodySizeLimit
 from adapters.web.observability import observability_router
 from adapters.web.pages import STATIC
 
 log = logging.getLogger(__name__)
+
+# Routes allowed bodies larger than SUPPORTBOT_MAX_REQUEST_BYTES: path prefix -> bytes (the
+# longest matching prefix wins). Empty for now; a document upload route adds itself here.
+BODY_LIMITS_PER_PATH: dict[str, int] = {}
 
 # The pages load only their own scripts and styles: no CDN, no inline script, no framing.
 CONTENT_SECURITY_POLICY = (
@@ -96,4 +101,6 @@ def create_app(services: Services) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     app.add_middleware(SecurityHeaders)
+    # Added last, so it runs first: oversized bodies are refused before any route reads them.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, per_path=BODY_LIMITS_PER_PATH)
     return app

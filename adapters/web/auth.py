@@ -1,10 +1,15 @@
 """Admin login for the web pages: one configured password, sessions in signed cookies.
 
-The session cookie holds ``{"admin": true, "csrf": <token>}`` signed with itsdangerous
-(``SUPPORTBOT_SESSION_SECRET``, or a random secret per process: sessions then end when the
-server restarts). The password is compared in constant time. Requests that change something
-on the admin side must also send the session's CSRF token in ``X-CSRF-Token``. With no
-``SUPPORTBOT_ADMIN_PASSWORD`` there are no admin pages at all.
+The session cookie holds ``{"admin": true, "sid": <id>, "csrf": <token>}`` signed with
+itsdangerous (``SUPPORTBOT_SESSION_SECRET``, or a random secret per process: sessions then end
+when the server restarts). Signing out revokes the session on the server (its id is kept in the
+``revoked_sessions`` table until the cookie would have expired), so a copied cookie stops
+working too. The password is compared in constant time and must be at least 12 characters
+(``ConfigError`` when the server starts otherwise). Requests that change something on the
+admin side must also send the session's CSRF token in ``X-CSRF-Token``. With no
+``SUPPORTBOT_ADMIN_PASSWORD`` there are no admin pages at all. Cookies are ``Secure`` as
+``Settings.secure_cookies`` says (``SUPPORTBOT_COOKIE_SECURE``, or an https
+``SUPPORTBOT_PUBLIC_URL``), else when the request itself came over https.
 
 Visitors of the chat page get a signed random visitor id (``sb_visitor``): it is the user a
 vote is recorded for, so one browser has one vote per answer.
@@ -14,21 +19,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from fastapi import HTTPException, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from adapters.settings import Settings
+from bot.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "sb_session"
 VISITOR_COOKIE = "sb_visitor"
 SESSION_MAX_AGE_S = 12 * 3600
 VISITOR_MAX_AGE_S = 365 * 24 * 3600
+MIN_ADMIN_PASSWORD = 12
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,77 @@ class Session:
     """A signed-in admin's session."""
 
     csrf: str
+    sid: str = ""
+
+
+def check_admin_password(settings: Settings) -> None:
+    """ConfigError when an admin password is set but shorter than ``MIN_ADMIN_PASSWORD``
+    (never naming the password); an empty or missing one just means no admin pages."""
+    password = settings.admin_password.get_secret_value() if settings.admin_password else ""
+    if 0 < len(password) < MIN_ADMIN_PASSWORD:
+        raise ConfigError(
+            f"SUPPORTBOT_ADMIN_PASSWORD is too short: use at least {MIN_ADMIN_PASSWORD} characters "
+            "(or leave it unset to switch the admin pages off)"
+        )
+
+
+class SessionRevocations:
+    """Session ids ended by signing out, in the database (shared by every web process, kept
+    across restarts) until the cookie would have expired anyway. The engine is made on first use.
+
+    When the database cannot be asked, a session counts as revoked (fail closed).
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._store: object | None = None
+        self._local: set[str] = set()  # revoked by this process: no database round trip needed
+        self._lock = threading.Lock()
+
+    def _engine(self) -> sa.Engine:
+        from adapters.providers.sql_store import SqlDocumentStore
+
+        with self._lock:
+            if self._store is None:
+                self._store = SqlDocumentStore(self._url)  # shares engine setup and migrations
+        return self._store.engine  # type: ignore[attr-defined, no-any-return]
+
+    def revoke(self, sid: str) -> None:
+        """End session ``sid`` everywhere (idempotent)."""
+        from adapters.db import revoked_sessions
+
+        self._local.add(sid)
+        now = datetime.now(UTC)
+        try:
+            with self._engine().begin() as conn:
+                conn.execute(sa.delete(revoked_sessions).where(revoked_sessions.c.expires_at < now))
+                exists = conn.execute(
+                    sa.select(revoked_sessions.c.session_id).where(revoked_sessions.c.session_id == sid)
+                ).first()
+                if exists is None:
+                    conn.execute(
+                        sa.insert(revoked_sessions).values(
+                            session_id=sid, expires_at=now + timedelta(seconds=SESSION_MAX_AGE_S)
+                        )
+                    )
+        except Exception as exc:  # noqa: BLE001 - the local record still ends it in this process
+            log.warning("could not record the sign-out in the database (%s)", type(exc).__name__)
+
+    def revoked(self, sid: str) -> bool:
+        """Whether ``sid`` was signed out (True too when the database can't say)."""
+        from adapters.db import revoked_sessions
+
+        if sid in self._local:
+            return True
+        try:
+            with self._engine().connect() as conn:
+                row = conn.execute(
+                    sa.select(revoked_sessions.c.session_id).where(revoked_sessions.c.session_id == sid)
+                ).first()
+        except Exception as exc:  # noqa: BLE001 - fail closed
+            log.warning("could not check the session against sign-outs (%s)", type(exc).__name__)
+            return True
+        return row is not None
 
 
 class LoginThrottle:
@@ -67,8 +150,11 @@ class LoginThrottle:
 class WebAuth:
     """Password check, signed session and visitor cookies, and the guards used by the routes."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, revocations: SessionRevocations | None = None) -> None:
+        check_admin_password(settings)
         password = settings.admin_password.get_secret_value() if settings.admin_password else ""
+        self._secure = settings.secure_cookies
+        self.revocations = revocations or SessionRevocations(settings.sqlalchemy_url)
         self._password_digest = hashlib.sha256(password.encode()).digest() if password else None
         secret = settings.session_secret.get_secret_value() if settings.session_secret else ""
         self.persistent_secret = bool(secret)
@@ -104,25 +190,31 @@ class WebAuth:
             not isinstance(data, dict)
             or data.get("admin") is not True
             or not isinstance(data.get("csrf"), str)
+            or not isinstance(data.get("sid"), str)
         ):
             return None
-        return Session(csrf=data["csrf"])
+        if self.revocations.revoked(data["sid"]):
+            return None
+        return Session(csrf=data["csrf"], sid=data["sid"])
 
     def start_session(self, request: Request, response: Response) -> Session:
         """Sign the admin in: set a fresh session cookie on ``response``."""
-        session = Session(csrf=secrets.token_urlsafe(24))
+        session = Session(csrf=secrets.token_urlsafe(24), sid=secrets.token_urlsafe(18))
         _set_cookie(
             request,
             response,
             SESSION_COOKIE,
-            self._signer.dumps({"admin": True, "csrf": session.csrf}),
+            self._signer.dumps({"admin": True, "sid": session.sid, "csrf": session.csrf}),
             SESSION_MAX_AGE_S,
+            self._secure,
         )
         return session
 
-    @staticmethod
-    def end_session(response: Response) -> None:
-        """Sign out: drop the session cookie."""
+    def end_session(self, request: Request, response: Response) -> None:
+        """Sign out: revoke the request's session on the server and drop the cookie."""
+        session = self.session(request)
+        if session is not None:
+            self.revocations.revoke(session.sid)
         response.delete_cookie(SESSION_COOKIE, path="/")
 
     # --- guards ----------------------------------------------------------------------------------
@@ -161,19 +253,24 @@ class WebAuth:
         if existing:
             return existing
         visitor = secrets.token_hex(12)
-        _set_cookie(request, response, VISITOR_COOKIE, self._visitor_signer.dumps(visitor), VISITOR_MAX_AGE_S)
+        _set_cookie(
+            request, response, VISITOR_COOKIE, self._visitor_signer.dumps(visitor), VISITOR_MAX_AGE_S, self._secure
+        )
         return visitor
 
 
-def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
-    """A signed cookie for the whole site: not readable by scripts, not sent with
-    requests from other sites except top-level links (SameSite=Lax), Secure over HTTPS."""
+def _set_cookie(
+    request: Request, response: Response, name: str, value: str, max_age: int, secure: bool | None
+) -> None:
+    """A signed cookie for the whole site: not readable by scripts, not sent with requests from
+    other sites except top-level links (SameSite=Lax), Secure as configured (``secure``; when
+    the settings don't say, over HTTPS as this server sees the request)."""
     response.set_cookie(
         name,
         value,
         max_age=max_age,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=secure if secure is not None else request.url.scheme == "https",
         path="/",
     )

@@ -4,7 +4,10 @@
 - ``POST /api/ask``: ``{"text", "history", "conversation"}`` → the answer as a dict.
 - ``POST /api/ask/stream``: the same as Server-Sent Events: ``delta`` events with text as the
   generator writes it, then one ``answer`` event with the final, checked answer.
-- ``POST /api/feedback``: ``{"answer_id", "vote": "up"|"down"}``; one vote per visitor per answer.
+- ``POST /api/feedback``: ``{"answer_id", "vote": "up"|"down"}``; one vote per visitor per answer,
+  on web answers only, rate limited per visitor and per address (``SUPPORTBOT_RATE_VOTES_*``).
+  A visitor's vote moves rankings in the web chat only, unless an admin confirms it in the
+  review queue (``bot/feedback.py``).
 
 Questions count against the rate limits (``SUPPORTBOT_RATE_QUESTIONS_*``) per client address
 and per visitor; over the limit the API answers 429 with ``Retry-After``.
@@ -30,6 +33,8 @@ from adapters.factory import Services
 from adapters.web.auth import WebAuth
 from adapters.web.pages import render
 from bot.errors import ProviderRejected, RateLimited, SupportbotError
+from bot.feedback import WEB_ADMIN_VOTER
+from bot.links import honest_markdown, safe_link
 from bot.ratelimit import polite_text
 from bot.serialize import answer_to_dict
 from bot.types import PUBLIC, Answer, Feedback, Platform, Question, Turn, Vote
@@ -78,10 +83,22 @@ def admin_groups(services: Services) -> frozenset[str]:
 
 
 def public_answer(answer: Answer) -> dict[str, Any]:
-    """The answer as the chat page gets it: no trace, no access groups."""
+    """The answer as the chat page gets it: no trace, no access groups, no server paths.
+
+    Links in the text and citation titles are made honest (``bot.links``; the page shows each
+    link's host beside it); a citation keeps its URL only when it is an http(s) link, and loses
+    its document and chunk ids (a file's path on the server is not the viewer's business).
+    """
     data = answer_to_dict(answer)
     data.pop("trace", None)
     data["question"].pop("groups", None)
+    data["text"] = honest_markdown(answer.text)
+    for c in data["citations"]:
+        link = safe_link(c.get("title") or "", c.get("url") or "")
+        c["url"] = link.url
+        c["title"] = link.text or "untitled"
+        c.pop("doc_id", None)
+        c.pop("chunk_id", None)
     return data
 
 
@@ -121,7 +138,7 @@ def chat_router(services: Services, auth: WebAuth) -> APIRouter:
         turns = [Turn(t.speaker, t.text) for t in body.history][-MAX_TURNS:]
         return Question(
             text=body.text.strip(),
-            asker="web:admin" if admin else f"web:{visitor}",
+            asker=WEB_ADMIN_VOTER if admin else f"web:{visitor}",
             platform=Platform.WEB,
             conversation=body.conversation,
             thread=body.conversation,
@@ -183,11 +200,22 @@ def chat_router(services: Services, auth: WebAuth) -> APIRouter:
         if not allowed(request):
             raise HTTPException(401, "sign in first")
         visitor = auth.ensure_visitor(request, response)
-        if services.answers.get_answer(body.answer_id) is None:
+        admin = auth.session(request) is not None
+        # Votes count per visitor and per client address (a new cookie is free; a new address is not).
+        client = request.client.host if request.client else "unknown"
+        try:
+            services.throttle.vote(Platform.WEB.value, visitor, f"ip:{client}")
+        except RateLimited as exc:
+            retry = str(max(1, math.ceil(exc.retry_after)))
+            raise HTTPException(429, polite_text(exc, "votes"), headers={"Retry-After": retry}) from None
+        answer = services.answers.get_answer(body.answer_id)
+        # A web visitor votes on web answers only (an answer id seen elsewhere is not a ballot).
+        if answer is None or answer.question.platform != Platform.WEB:
             raise HTTPException(404, "no such answer")
+        voter = WEB_ADMIN_VOTER if admin else f"web:{visitor}"
         try:
             services.answers.record_feedback(
-                Feedback(body.answer_id, f"web:{visitor}", Platform.WEB, Vote(body.vote), body.comment)
+                Feedback(body.answer_id, voter, Platform.WEB, Vote(body.vote), body.comment)
             )
         except ProviderRejected:
             raise HTTPException(404, "no such answer") from None

@@ -3,10 +3,16 @@
 The metrics are read from the database at scrape time, so they count every question the
 bot answered — in Slack, Teams, the web chat or the CLI, in any process — and survive
 restarts. Latencies are taken from the traces of answers stored since this server started.
+
+Who sees what: source names and counts (the ``supportbot_source_*`` metrics, the number of
+chunks in ``/healthz``) only go to a signed-in admin or a scraper sending
+``Authorization: Bearer <SUPPORTBOT_METRICS_TOKEN>``; anyone else gets the bare status — a
+private source's name is not public information.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -15,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -43,11 +49,16 @@ def _redis_ping(url: str) -> None:
         client.close()
 
 
-def health(services: Services, reviews: SqlReviewStore) -> tuple[bool, dict[str, str]]:
-    """Check the index, the database and (when configured) the broker; (all ok, per-check text)."""
+def health(
+    services: Services, reviews: SqlReviewStore, *, details: bool = True
+) -> tuple[bool, dict[str, str]]:
+    """Check the index, the database and (when configured) the broker; (all ok, per-check text).
+
+    ``details=False`` leaves the counts out (what anonymous callers see)."""
     checks: dict[str, str] = {}
     try:
-        checks["index"] = f"ok ({services.index.count()} chunks)"
+        count = services.index.count()
+        checks["index"] = f"ok ({count} chunks)" if details else "ok"
     except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
         checks["index"] = f"error: {type(exc).__name__}"
     try:
@@ -68,9 +79,10 @@ def health(services: Services, reviews: SqlReviewStore) -> tuple[bool, dict[str,
 class StoreCollector(Collector):
     """Prometheus metrics read from the answers, feedback and sources tables at scrape time."""
 
-    def __init__(self, services: Services, reviews: SqlReviewStore) -> None:
+    def __init__(self, services: Services, reviews: SqlReviewStore, *, sources: bool = True) -> None:
         self.services = services
         self.reviews = reviews
+        self.sources = sources  # whether the per-source metrics (names!) are included
         self._lock = threading.Lock()
         self._since = datetime.now(UTC)  # latencies: answers stored after this
         self._seen_at_since: set[str] = set()
@@ -155,7 +167,8 @@ class StoreCollector(Collector):
             edges = [*(str(b) for b in LATENCY_BUCKETS_S), "+Inf"]
             latency.add_metric([platform], list(zip(edges, counts, strict=True)), sums[platform])
         yield from (questions, answered, declined, votes, latency)
-        yield from self._sources()
+        if self.sources:
+            yield from self._sources()
 
     def _sources(self) -> Iterator[Any]:
         try:
@@ -187,16 +200,34 @@ class StoreCollector(Collector):
 def observability_router(services: Services, reviews: SqlReviewStore) -> APIRouter:
     """The router serving ``GET /healthz`` and ``GET /metrics`` (with its own registry)."""
     router = APIRouter()
+    full = StoreCollector(services, reviews)
+    public = StoreCollector(services, reviews, sources=False)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(services, reviews))
+    registry.register(full)
+    public_registry = CollectorRegistry(auto_describe=False)
+    public_registry.register(public)
+    token = services.settings.metrics_token.get_secret_value() if services.settings.metrics_token else ""
+
+    def authorised(request: Request) -> bool:
+        """A scraper with the metrics token, or a signed-in admin."""
+        sent = request.headers.get("authorization", "")
+        if (
+            token
+            and sent.lower().startswith("bearer ")
+            and hmac.compare_digest(sent[7:].strip().encode(), token.encode())
+        ):
+            return True
+        auth = getattr(request.app.state, "web_auth", None)
+        return auth is not None and auth.session(request) is not None
 
     @router.get("/healthz", include_in_schema=False)
-    def healthz() -> JSONResponse:
-        ok, checks = health(services, reviews)
+    def healthz(request: Request) -> JSONResponse:
+        ok, checks = health(services, reviews, details=authorised(request))
         return JSONResponse({"ok": ok, "checks": checks}, status_code=200 if ok else 503)
 
     @router.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    def metrics(request: Request) -> Response:
+        chosen = registry if authorised(request) else public_registry
+        return Response(generate_latest(chosen), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -223,12 +223,32 @@
       el("div", { class: "review-actions" },
         el("button", { type: "button", class: "save-passages", onclick: () => save("passages") }, "Save: these passages should have been found"),
         el("button", { type: "button", class: "unanswerable", onclick: () => save("unanswerable") }, "Truly unanswerable"),
+        item.web_votes ? confirmButton(item) : null,
         item.review ? el("button", { type: "button", class: "link", onclick: async () => {
           try { await api("DELETE", `/api/admin/reviews/${encodeURIComponent(a.id)}`, undefined, cfg.csrf); loadQueue(); }
           catch (error) { status.textContent = `Could not reopen: ${error.message}`; }
         } }, "Reopen") : null,
         status));
     return box;
+  }
+
+  // Anonymous web votes move rankings in the web chat only, until an admin confirms them here.
+  function confirmButton(item) {
+    const id = item.answer.id;
+    let confirmed = item.votes_confirmed;
+    const label = () => confirmed
+      ? `Web votes (${item.web_votes}) confirmed: they count in Slack and Teams too — withdraw`
+      : `Confirm the ${item.web_votes} web vote(s): count them in Slack and Teams too`;
+    const button = el("button", { type: "button", class: "confirm-votes", "aria-pressed": String(confirmed) }, label());
+    button.addEventListener("click", async () => {
+      try {
+        await api(confirmed ? "DELETE" : "POST", `/api/admin/votes/${encodeURIComponent(id)}/confirm`, confirmed ? undefined : {}, cfg.csrf);
+        confirmed = !confirmed;
+        button.textContent = label();
+        button.setAttribute("aria-pressed", String(confirmed));
+      } catch (error) { button.textContent = `Could not change: ${error.message}`; }
+    });
+    return button;
   }
 
   async function loadQueue() {

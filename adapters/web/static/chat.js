@@ -2,7 +2,7 @@
 "use strict";
 
 (function () {
-  const { config, el, ago, isWebUrl, renderText, api } = window.sb;
+  const { config, el, ago, isWebUrl, hostNote, renderText, api } = window.sb;
   const cfg = config();
   const thread = document.getElementById("thread");
   const form = document.getElementById("ask-form");
@@ -138,14 +138,14 @@
     const toggle = () => { snippet.hidden = !snippet.hidden; };
     const title = isWebUrl(c.url)
       ? el("a", { class: "source-title", href: c.url, target: "_blank", rel: "noopener noreferrer" }, c.title || c.url)
-      : el("button", { type: "button", class: "source-title link", onclick: toggle, "aria-expanded": "false" }, c.title || c.doc_id);
+      : el("button", { type: "button", class: "source-title link", onclick: toggle, "aria-expanded": "false" }, c.title || "untitled");
     if (title.tagName === "BUTTON") title.addEventListener("click", () => title.setAttribute("aria-expanded", String(!snippet.hidden)));
     const meta = [];
     if (heading) meta.push(el("span", { class: "heading" }, heading));
     if (c.updated_at) meta.push(el("span", { class: "age", title: c.updated_at }, `updated ${ago(c.updated_at)}`));
     const more = isWebUrl(c.url) ? el("button", { type: "button", class: "link small", onclick: toggle }, "passage") : null;
     return el("li", { id, class: "source" },
-      el("span", { class: "num" }, `[${c.number}]`), " ", title, " ", more,
+      el("span", { class: "num" }, `[${c.number}]`), " ", title, " ", isWebUrl(c.url) ? hostNote(c.url) : null, " ", more,
       el("div", { class: "meta" }, meta), snippet);
   }
 

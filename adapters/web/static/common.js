@@ -42,6 +42,14 @@ window.sb = (function () {
     return /^https?:\/\//i.test(url || "");
   }
 
+  // The host a link goes to, shown beside link text that came from a document: "(example.com)".
+  // (The server already replaced link text naming another host; see bot/links.py.)
+  function hostNote(url) {
+    let host = "";
+    try { host = new URL(url).host; } catch (e) { host = ""; }
+    return host ? el("span", { class: "link-host" }, `(${host})`) : null;
+  }
+
   // Inline markup of the answer text: [n] citations, **bold**, `code`, [text](url) links
   // (only http(s) links become links; any other target shows as its text).
   function inline(text, cite) {
@@ -54,7 +62,7 @@ window.sb = (function () {
       if (m[1] !== undefined) out.push(cite ? cite(Number(m[1])) : m[0]);
       else if (m[2] !== undefined) out.push(el("strong", {}, m[2]));
       else if (m[3] !== undefined) out.push(el("code", {}, m[3]));
-      else if (isWebUrl(m[5])) out.push(el("a", { href: m[5], target: "_blank", rel: "noopener noreferrer" }, m[4]));
+      else if (isWebUrl(m[5])) out.push(el("a", { href: m[5], target: "_blank", rel: "noopener noreferrer" }, m[4]), " ", hostNote(m[5]));
       else out.push(m[4]);
       last = pattern.lastIndex;
     }
@@ -103,5 +111,5 @@ window.sb = (function () {
     return data;
   }
 
-  return { config, el, ago, isWebUrl, renderText, api };
+  return { config, el, ago, isWebUrl, hostNote, renderText, api };
 })();
