@@ -63,6 +63,7 @@ def web_url(tmp_path_factory: pytest.TempPathFactory, slack: FakeSlack) -> Itera
         slack_api_url=slack.api_url,
         rate_questions_per_user=0,
         rate_questions_per_conversation=0,
+        teams_allow_unauthenticated=True,  # serves /api/messages (loopback test): the limit must cover it
     )
     with serve_app(create_app(services)) as url:
         yield url
