@@ -22,12 +22,13 @@ from typer.testing import CliRunner
 from adapters.db import make_engine
 from adapters.factory import Services
 from adapters.settings import Settings
+from bot.ports import ChunkIndex
 from bot.serialize import answer_to_dict
 from bot.types import UNRESTRICTED, Answer, Citation, Decision, Document, Question, chunk_to_dict
 from knowledge.chunking import chunk_document
 from knowledge.identity import corpus_id, document_id
 from knowledge.loaders import iter_documents, load_bytes
-from knowledge.pipeline import embedding_text
+from knowledge.pipeline import Ingestor, embedding_text
 
 
 def _teams(root: Path) -> tuple[Path, Path]:
@@ -212,13 +213,15 @@ def _old_database(url: str) -> sa.Engine:
     return engine
 
 
-def _write_old(services: Services, engine: sa.Engine, doc: Document, old_id: str, at: datetime) -> list[str]:
+def _write_old(
+    services: Services, engine: sa.Engine, doc: Document, old_id: str, at: datetime, index: ChunkIndex | None = None
+) -> list[str]:
     """Index ``doc`` under ``old_id`` and record its version as the code before 0005 did."""
     s = services.settings
     doc = dataclasses.replace(doc, id=old_id)
     chunks = chunk_document(doc, size=s.chunk_size, overlap=s.chunk_overlap)
     vectors = services.embedder.embed_documents([embedding_text(c) for c in chunks])
-    services.index.replace(old_id, chunks, vectors)
+    (index or services.index).replace(old_id, chunks, vectors)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     with engine.begin() as conn:
         conn.execute(
@@ -315,3 +318,33 @@ def test_an_index_with_old_ids_migrates_and_a_reingest_neither_loses_nor_duplica
     assert new.ingestor.rollback() == [new_b]
     assert any("broken screens" in t for t in _texts(new, "laptops screens"))
     assert new.index.count() == 3
+
+
+def test_pinecone_ids_written_by_the_old_scheme_are_renamed_from_the_stored_vectors(tmp_path: Path) -> None:
+    from adapters.providers.pinecone_index import PineconeIndex, pinecone_client
+    from tests.fakes.pinecone_server import FakePinecone
+
+    team_a, team_b = _teams(tmp_path / "kb")
+    services = Services(Settings(data_dir=tmp_path / "data", _env_file=None))  # type: ignore[call-arg]
+    engine = _old_database(services.settings.sqlalchemy_url)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    with FakePinecone("k", dimension=services.embedder.dimension) as server, pinecone_client(
+        "k", server.url, timeout=5
+    ) as client:
+        index = PineconeIndex(client, namespace="kb")
+        for team in (team_a, team_b):
+            [doc] = iter_documents([team / "index.md"], source="local", max_bytes=1 << 20)
+            assert isinstance(doc, Document)
+            _write_old(services, engine, doc, f"local:{team.name}/index.md", at, index)
+        engine.dispose()
+        before = len(server.records("kb"))
+        s = services.settings
+        ingestor = Ingestor(services.embedder, index, services.document_store,
+                            chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap)
+        report = ingestor.ingest(iter_documents([team_a, team_b], source="local", max_bytes=1 << 20), source="local")
+        assert len(report.unchanged) == 2 and report.chunks_embedded == 0
+        records = server.records("kb")
+        assert len(records) == before  # renamed, not duplicated
+        assert {r["metadata"]["doc_id"] for r in records.values()} == {
+            document_id("local", (team / "index.md").as_uri()) for team in (team_a, team_b)
+        }
