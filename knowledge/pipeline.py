@@ -173,7 +173,7 @@ class Ingestor:
                 and not s.deleted
                 and (scope is None or _in_scope(s.url, scope))
                 and d not in kept
-                and d.split("#", 1)[0] not in kept
+                and d.rpartition("#")[0] not in kept
             ]
             for doc_id in gone:
                 self.remove(doc_id, source, run_id, known[doc_id])
