@@ -7,10 +7,10 @@ the ``doc_id`` used everywhere (index, version history, sync state); it is deter
 re-ingesting a file finds its earlier versions, and two ``index.md`` in two folders are two
 documents.
 
-- A file: ``"{source}:{hash}"`` where ``hash`` is 24 hex digits of SHA-256 over the source and
-  the file URI; a row of a JSONL file: the same plus ``"#{quoted _id}"``. The hash keeps the
-  server's paths out of ids (ids reach API clients) and ids short; the path itself stays in
-  the document's ``url``.
+- A file: ``"{source}:{hash}/{file name}"`` where ``hash`` is 24 hex digits of SHA-256 over
+  the source and the file URI; a row of a JSONL file: the same plus ``"#{quoted _id}"``. The
+  hash keeps the server's folders out of ids (ids reach API clients) and ids short; the name
+  keeps them readable; the full path stays in the document's ``url``.
 - A URL: ``"{source}:{url}"`` (unchanged from before, already the full location).
 
 Ids written before this scheme (``"{source}:{path relative to the folder given}"`` for files,
@@ -34,7 +34,8 @@ def document_id(source: str, url: str) -> str:
         # Path.as_uri() percent-encodes a "#" in a path, so a "#" here is the JSONL row's.
         base, sep, fragment = url.partition("#")
         digest = hashlib.sha256(f"{source}\x00{base}".encode()).hexdigest()[:_HASH_HEX]
-        return f"{source}:{digest}" + (f"#{fragment}" if sep else "")
+        name = unquote(base.rsplit("/", 1)[-1]).replace("#", "%23")  # readable; "#" is the row's
+        return f"{source}:{digest}/{name}" + (f"#{fragment}" if sep else "")
     return f"{source}:{url}"
 
 
