@@ -63,10 +63,21 @@ def _ingest(services: Services, targets: list[str], source: str, access: tuple[s
             ),
             source=source,
             full_sync=sync,
+            # --sync removes only what was under these targets: other folders filed under the
+            # same source are never touched.
+            scope=[*urls, *(_location(p) for p in paths)],
             progress=note,
         )
     out.print(report.summary() + f" ({report.chunks_embedded} chunks embedded)")
     return 1 if report.failed and not (report.added or report.changed or report.unchanged) else 0
+
+
+def _location(path: Path) -> str:
+    """The url prefix of a file's documents (its file URI), or of a folder's (its URI and a slash)."""
+    import os
+
+    uri = Path(os.path.abspath(path)).as_uri()
+    return uri.rstrip("/") + "/" if path.is_dir() else uri
 
 
 @app.command()
@@ -74,7 +85,7 @@ def ingest(
     targets: Annotated[list[str], typer.Argument(help="Files, folders (recursive) or URLs")],
     source: Annotated[str, typer.Option(help="Source name the documents belong to")] = "local",
     access: Annotated[str, typer.Option(help="Comma-separated access groups")] = "public",
-    sync: Annotated[bool, typer.Option(help="Also remove documents of this source that are gone")] = False,
+    sync: Annotated[bool, typer.Option(help="Also remove documents that were under these targets and are gone")] = False,
 ) -> None:
     """Add or update knowledge from files and folders (unchanged documents cost nothing)."""
     services = _services()

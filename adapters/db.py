@@ -39,6 +39,17 @@ doc_versions = sa.Table(
     sa.Column("vectors", sa.LargeBinary, nullable=False),  # float32, row-major
     sa.Column("dimension", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("url", sa.Text, nullable=False, server_default=""),  # where it came from (migration 0006)
+)
+
+# Ids renamed by migration 0006 (document identity = source + full location) whose index
+# entries still carry the old id; the Ingestor renames them in the index, then marks them done.
+doc_id_renames = sa.Table(
+    "doc_id_renames",
+    metadata,
+    sa.Column("old_id", sa.String(1024), primary_key=True),
+    sa.Column("new_id", sa.String(1024), nullable=False),
+    sa.Column("done", sa.Boolean, nullable=False, default=False),
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"

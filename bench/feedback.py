@@ -26,6 +26,7 @@ from adapters.factory import Services
 from adapters.settings import Settings
 from bot.evaluation import EvalQuery, doc_ranking, load_queries, ndcg_at
 from bot.types import Feedback, Platform, Question, SearchFilters, Vote
+from knowledge.identity import corpus_id
 from knowledge.loaders import iter_documents
 
 
@@ -72,7 +73,7 @@ def run_set(name: str, seed: int = 13, sweep: bool = False) -> dict[str, float |
             answer = services.answers.answer(Question(text=q.text, asker=f"user{i}", platform=Platform.WEB))
             if not answer.citations or answer.decision.value != "answered":
                 continue
-            good = any(c.doc_id in q.relevant for c in answer.citations)
+            good = any(corpus_id(c.doc_id) in q.relevant for c in answer.citations)
             ups += good
             downs += not good
             services.answers.record_feedback(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bot.answering import AnswerService
 from bot.types import Decision, Question, ScoredChunk, Turn
+from knowledge.identity import corpus_id
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,12 @@ def doc_ranking(
     With ``duplicates_of`` (``Retrieval.duplicates_of``: passage chunk id → the near-duplicate
     passages collapsed into it) each duplicate's document is listed right after its
     representative's: the product shows one passage, the document ranking stays faithful.
+    Documents are named by their corpus ``_id`` (what qrels name), not the index's doc id.
     """
     dups = duplicates_of or {}
-    return list(dict.fromkeys(d.chunk.doc_id for p in passages for d in (p, *dups.get(p.chunk.id, ()))))
+    return list(
+        dict.fromkeys(corpus_id(d.chunk.doc_id) for p in passages for d in (p, *dups.get(p.chunk.id, ())))
+    )
 
 
 def ndcg_at(ranked: Sequence[str], relevant: frozenset[str], k: int = 10) -> float:
@@ -101,14 +105,14 @@ def answer_figures(service: AnswerService, queries: Sequence[EvalQuery]) -> dict
         if q.relevant:
             answerable += 1
             answered += is_answer
-            if is_answer and any(c.doc_id in q.relevant for c in answer.citations):
+            if is_answer and any(corpus_id(c.doc_id) in q.relevant for c in answer.citations):
                 cited_relevant += 1
         else:
             unanswerable += 1
             declined += not is_answer
         if is_answer and q.relevant:
             citations += len(answer.citations)
-            relevant_citations += sum(c.doc_id in q.relevant for c in answer.citations)
+            relevant_citations += sum(corpus_id(c.doc_id) in q.relevant for c in answer.citations)
     return {
         "answered_rate": round(answered / answerable, 4) if answerable else 0.0,
         "declined_rate": round(declined / unanswerable, 4) if unanswerable else 0.0,

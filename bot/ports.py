@@ -186,6 +186,7 @@ class DocumentState:
     embedder: str
     version: int
     deleted: bool = False
+    url: str = ""  # where the document came from ("" for versions stored before it was kept)
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,16 @@ class DocumentStore(Protocol):
     def rollback_run(self, run_id: str) -> list[tuple[str, StoredVersion | None]]:
         """Forget the versions ``run_id`` made current; return, per document, the version
         that is current again (``None``: the document did not exist before the run)."""
+        ...
+
+    def pending_renames(self, limit: int) -> list[tuple[str, StoredVersion | None]]:
+        """Up to ``limit`` document ids the store renamed (a migration to a new id scheme)
+        whose index entries still use the old id: (old id, current version under the new id,
+        ``None`` when there is none to index). Empty once ``finish_renames`` covered them all."""
+        ...
+
+    def finish_renames(self, old_ids: Sequence[str]) -> None:
+        """Record that the index now uses the new ids of these renames (idempotent)."""
         ...
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -119,12 +119,24 @@ class IngestReport:
     removed: tuple[str, ...] = ()
     failed: tuple[tuple[str, str], ...] = ()  # (path, reason)
     chunks_embedded: int = 0
+    # (what was there, what replaced it): a document overwritten by one from another place
+    replaced: tuple[tuple[str, str], ...] = ()
 
     def summary(self) -> str:
-        return (
+        text = (
             f"added {len(self.added)}, changed {len(self.changed)}, unchanged {len(self.unchanged)}, "
             f"removed {len(self.removed)}, failed {len(self.failed)}"
         )
+        return text + replaced_summary(self.replaced)
+
+
+def replaced_summary(replaced: Sequence[tuple[str, str]], show: int = 5) -> str:
+    """``"; replaced N: OLD by NEW, ..."`` (the first ``show`` of them), or "" when there are none."""
+    if not replaced:
+        return ""
+    shown = ", ".join(f"{old} by {new}" for old, new in replaced[:show])
+    more = f" and {len(replaced) - show} more" if len(replaced) > show else ""
+    return f"; replaced {len(replaced)}: {shown}{more}"
 
 
 class Platform(enum.StrEnum):

@@ -27,6 +27,7 @@ from markdown_it import MarkdownIt
 
 from bot.errors import SourceError
 from bot.types import PUBLIC, Document, Section
+from knowledge.identity import document_id
 
 __all__ = ["SUPPORTED_SUFFIXES", "iter_documents", "load_bytes", "load_file"]
 
@@ -95,10 +96,11 @@ def load_file(
 ) -> list[Document]:
     """Load one file into documents (several for a JSONL corpus, else exactly one).
 
-    The id is ``f"{source}:{relpath}"`` with ``relpath`` taken from ``root`` (the absolute
-    path when ``root`` is None or does not contain ``path``); JSONL documents keep their
-    ``_id``. ``max_bytes`` limits the file, or each line of a JSONL corpus, whose documents
-    are the lines. Raises :class:`SourceError` (never anything else) for unreadable input.
+    The id comes from the source and the file's absolute path (:mod:`knowledge.identity`;
+    ``root`` no longer plays a part: two folders with the same file names give distinct
+    documents); a JSONL row's adds its ``_id``. ``max_bytes`` limits the file, or each line
+    of a JSONL corpus, whose documents are the lines. Raises :class:`SourceError` (never
+    anything else) for unreadable input.
     """
     where = str(path)
     kind = _KIND_BY_SUFFIX.get(path.suffix.lower())
@@ -112,17 +114,13 @@ def load_file(
     except OSError as exc:
         raise SourceError(where, f"cannot read: {exc.strerror or exc}") from None
     # abspath, not resolve(): a symlinked file keeps the id of where it is linked from.
-    absolute = Path(os.path.abspath(path))
-    try:
-        relpath = absolute.relative_to(os.path.abspath(root)).as_posix() if root else absolute.as_posix()
-    except ValueError:
-        relpath = absolute.as_posix()
+    url = Path(os.path.abspath(path)).as_uri()
     return _documents(
         data,
         kind=kind,
         where=where,
-        doc_id=f"{source}:{relpath}",
-        url=absolute.as_uri(),
+        doc_id=document_id(source, url),
+        url=url,
         fallback_title=path.stem or path.name,
         source=source,
         access=access,
@@ -144,7 +142,8 @@ def load_bytes(
     """Load fetched content (a web page, an API body) into documents.
 
     The parser is chosen by ``content_type`` (its ``charset`` is honoured for text), else by
-    the suffix of ``name``. The id is ``f"{source}:{url}"``; the size limit is the fetcher's
+    the suffix of ``name``. The id is ``f"{source}:{url}"`` (a JSONL row's adds its ``_id``,
+    :mod:`knowledge.identity`); the size limit is the fetcher's
     job. Raises :class:`SourceError` naming ``url`` (never anything else) for unreadable input.
     """
     mime, _, params = (content_type or "").partition(";")
@@ -164,7 +163,7 @@ def load_bytes(
         data,
         kind=kind,
         where=url,
-        doc_id=f"{source}:{url}",
+        doc_id=document_id(source, url),
         url=url,
         fallback_title=stem or name,
         source=source,
@@ -184,8 +183,8 @@ def iter_documents(
     """Yield the documents under ``paths``, and a :class:`SourceError` for each bad file.
 
     Directories are walked recursively in sorted order, skipping hidden files and folders
-    and Office lock files (``~$*``); ids are relative to the directory given (to the parent
-    for a file given directly). Files of unsupported types are reported, not skipped, so a
+    and Office lock files (``~$*``); ids come from each file's absolute path, so the same
+    file names under two directories are two documents. Files of unsupported types are reported, not skipped, so a
     missing format is visible. Never raises for one bad file.
     """
     for top in paths:
@@ -247,10 +246,11 @@ def _documents(
         if not data.strip():
             raise _Unreadable("empty file")
         if kind == "jsonl":
-            return [
-                make(_id, f"{url}#{quote(_id, safe='')}", parsed)
-                for _id, parsed in _parse_jsonl(_decode(data, charset), max_line_bytes)
-            ]
+            rows = []
+            for _id, parsed in _parse_jsonl(_decode(data, charset), max_line_bytes):
+                row_url = f"{url}#{quote(_id, safe='')}"
+                rows.append(make(document_id(source, row_url), row_url, parsed))
+            return rows
         parsed = _PARSERS[kind](data, charset)
         if not parsed.sections:
             raise _Unreadable("no text found")

@@ -2,7 +2,14 @@
 
 - A document whose content hash and embedder are unchanged costs no embedding.
 - A changed document replaces its chunks in one ``ChunkIndex.replace`` (atomic per document).
-- With ``full_sync`` the documents of the source that were not seen are removed.
+- With ``full_sync`` the documents of the source that were not seen are removed — only those
+  under the ``scope`` given (the folders, files or URLs ingested), so re-ingesting one folder
+  never touches another's documents.
+- A document's id is its identity (source and full location, :mod:`knowledge.identity`).
+  Overwriting a stored document that came from another location is reported in
+  ``IngestReport.replaced``; a second document with the id of one already seen in the same
+  ingest is reported as failed, not silently dropped.
+- Ids a store migration renamed are renamed in the index before the first ingest or rollback.
 - Every ingest is a run; ``rollback`` restores the versions from before the last run.
 - One bad document never stops the batch: it is reported with its reason.
 - Batches are pipelined: while one batch is embedded (on a worker thread; onnxruntime and the
@@ -11,11 +18,15 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
 
 import numpy as np
 
@@ -23,6 +34,7 @@ from bot.errors import SourceError
 from bot.ports import ChunkIndex, DocumentState, DocumentStore, Embedder, Matrix
 from bot.types import Chunk, Document, IngestReport
 from knowledge.chunking import chunk_document
+from knowledge.identity import document_id
 
 Progress = Callable[[str, str], None]
 """Called with (document id or path, outcome) after each document."""
@@ -49,16 +61,18 @@ class _Tally:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    replaced: list[tuple[str, str]] = field(default_factory=list)
     embedded: int = 0
 
     def report(self) -> IngestReport:
         return IngestReport(
-            tuple(self.added),
-            tuple(self.changed),
-            tuple(self.unchanged),
-            tuple(self.removed),
-            tuple(self.failed),
-            self.embedded,
+            added=tuple(self.added),
+            changed=tuple(self.changed),
+            unchanged=tuple(self.unchanged),
+            removed=tuple(self.removed),
+            failed=tuple(self.failed),
+            chunks_embedded=self.embedded,
+            replaced=tuple(self.replaced),
         )
 
 
@@ -81,6 +95,7 @@ class Ingestor:
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self.batch_chunks = batch_chunks
+        self._renamed = False
 
     def ingest(
         self,
@@ -88,14 +103,21 @@ class Ingestor:
         *,
         source: str,
         full_sync: bool = False,
+        scope: Sequence[str] | None = None,
         progress: Progress | None = None,
         run_id: str | None = None,
     ) -> IngestReport:
-        """Ingest documents (and report loader errors) for ``source``; see the module docstring."""
+        """Ingest documents (and report loader errors) for ``source``; see the module docstring.
+
+        ``scope`` limits what ``full_sync`` removes to documents whose url is one of these
+        locations (or a row of it, ``location#...``), or lies under one that ends with ``/``
+        (a folder's ``file://`` URI). None: every document of the source.
+        """
+        self.apply_renames()
         run_id = run_id or uuid.uuid4().hex
         self.store.start_run(run_id, source)
         known = self.store.states(source)
-        seen: set[str] = set()
+        seen: dict[str, Document] = {}
         failed_paths: set[str] = set()
         tally = _Tally()
         pending: list[_Pending] = []
@@ -109,9 +131,14 @@ class Ingestor:
                     note(item.path, f"failed: {item.reason}")
                     continue
                 doc = item
-                if doc.id in seen:
+                if (first := seen.get(doc.id)) is not None:
+                    if first.url != doc.url or first.content_hash != doc.content_hash:
+                        # Two different documents with one id: keep the first, never drop silently.
+                        reason = f"same document id as {_where(first.url)}, which was kept"
+                        tally.failed.append((_where(doc.url), reason))
+                        note(_where(doc.url), f"failed: {reason}")  # by place: the id is the first's
                     continue
-                seen.add(doc.id)
+                seen[doc.id] = doc
                 state = known.get(doc.id)
                 if (
                     state is not None
@@ -124,8 +151,10 @@ class Ingestor:
                     continue
                 chunks = chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap)
                 version = 1 if state is None else state.version + 1
-                new_state = DocumentState(doc.id, source, doc.content_hash, self.embedder.name, version)
+                new_state = DocumentState(doc.id, source, doc.content_hash, self.embedder.name, version, url=doc.url)
                 outcome = "added" if state is None or state.deleted else "changed"
+                if outcome == "changed" and state is not None and state.url and state.url != doc.url:
+                    tally.replaced.append((_where(state.url), _where(doc.url)))
                 pending.append(_Pending(doc, chunks, new_state, outcome))
                 pending_chunks += len(chunks)
                 if pending_chunks >= self.batch_chunks:
@@ -136,8 +165,15 @@ class Ingestor:
         if full_sync:
             # A document that failed to load this time is kept, not removed: a transient
             # read error must not delete knowledge.
+            kept = _failed_ids(source, failed_paths)
             gone = [
-                d for d, s in known.items() if d not in seen and not s.deleted and not _failed(d, failed_paths)
+                d
+                for d, s in known.items()
+                if d not in seen
+                and not s.deleted
+                and (scope is None or _in_scope(s.url, scope))
+                and d not in kept
+                and d.rpartition("#")[0] not in kept
             ]
             for doc_id in gone:
                 self.remove(doc_id, source, run_id, known[doc_id])
@@ -152,12 +188,13 @@ class Ingestor:
 
         ``state`` is the document's current state when the caller already has it (saves a query).
         """
+        self.apply_renames()
         if state is None:
             state = self.store.states(source).get(doc_id)
         version = 1 if state is None else state.version + 1
         self.index.delete([doc_id])
         self.store.record(
-            DocumentState(doc_id, source, "", self.embedder.name, version, deleted=True),
+            DocumentState(doc_id, source, "", self.embedder.name, version, deleted=True, url=state.url if state else ""),
             (),
             np.zeros((0, 0), dtype=np.float32),
             run_id,
@@ -176,6 +213,7 @@ class Ingestor:
 
     def rollback(self, run_id: str | None = None) -> list[str]:
         """Undo an ingest run (default: the last one); returns the documents restored."""
+        self.apply_renames()
         run_id = run_id or self.store.last_run()
         if run_id is None:
             return []
@@ -186,6 +224,23 @@ class Ingestor:
             else:
                 self.index.replace(doc_id, version.chunks, version.vectors)
         return [doc_id for doc_id, _ in restored]
+
+    def apply_renames(self, batch: int = 200) -> int:
+        """Bring the index in line with ids the store renamed (a migrated database): each
+        renamed document is indexed under its new id from its stored version (no embedding)
+        and its old id deleted. Done once per Ingestor; idempotent and resumable."""
+        if self._renamed:
+            return 0
+        done = 0
+        while pending := self.store.pending_renames(batch):
+            for old_id, version in pending:
+                if version is not None and not version.state.deleted and version.chunks:
+                    self.index.replace(version.state.doc_id, version.chunks, version.vectors)
+                self.index.delete([old_id])
+            self.store.finish_renames([old_id for old_id, _ in pending])
+            done += len(pending)
+        self._renamed = True
+        return done
 
 
 class _Batches:
@@ -225,5 +280,24 @@ class _Batches:
             self.pool.shutdown(wait=True)
 
 
-def _failed(doc_id: str, failed_paths: set[str]) -> bool:
-    return any(doc_id.endswith(path) or path.endswith(doc_id.split(":", 1)[-1]) for path in failed_paths)
+def _failed_ids(source: str, failed_paths: set[str]) -> set[str]:
+    """The ids of the documents whose file or URL failed to load (a JSONL file's rows share its prefix)."""
+    out = set()
+    for path in failed_paths:
+        url = path if "://" in path[:16] else Path(os.path.abspath(path)).as_uri()
+        out.add(document_id(source, url))
+    return out
+
+
+def _in_scope(url: str, scope: Sequence[str]) -> bool:
+    return bool(url) and any(
+        url == s or url.startswith(s + "#") or (s.endswith("/") and url.startswith(s)) for s in scope
+    )
+
+
+def _where(url: str) -> str:
+    """A location for the summary: a file's path, else the URL."""
+    if url.startswith("file:"):
+        base, sep, fragment = url.partition("#")
+        return url2pathname(urlsplit(base).path) + (f"#{unquote(fragment)}" if sep else "")
+    return url

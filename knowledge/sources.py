@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from bot.errors import SourceError
-from bot.types import Document
+from bot.types import Document, replaced_summary
 from knowledge.connectors.base import Connector, RemoteItem
 from knowledge.connectors.web import load_url
 from knowledge.fetch import Fetcher, SourceGone
@@ -107,6 +107,7 @@ class SyncReport:
     chunks_embedded: int = 0
     resumed: bool = False
     seconds: float = 0.0
+    replaced: tuple[tuple[str, str], ...] = ()  # (what was there, what replaced it)
 
     def summary(self) -> str:
         """One line for the CLI, the chat adapters and the sources table."""
@@ -115,7 +116,7 @@ class SyncReport:
             f"{self.unchanged + self.skipped} unchanged, {self.removed} removed, {len(self.failed)} failed; "
             f"{self.chunks_embedded} chunks embedded in {self.seconds:.1f}s"
         )
-        return text + (" (resumed)" if self.resumed else "")
+        return text + replaced_summary(self.replaced) + (" (resumed)" if self.resumed else "")
 
 
 SyncProgress = Callable[[int, "int | None", str], None]
@@ -282,6 +283,7 @@ class Syncer:
             chunks_embedded=report.chunks_embedded,
             resumed=resumed,
             seconds=time.perf_counter() - started,
+            replaced=report.replaced,
         )
         self.state.finish_sync(source.id, active, result.summary())
         note(len(listed), len(listed), "")

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from bot.errors import SourceError
 from bot.types import Document
+from knowledge.identity import corpus_id, document_id
 from knowledge.loaders import SUPPORTED_SUFFIXES, iter_documents, load_bytes, load_file
 
 MB = 1 << 20
@@ -140,7 +141,7 @@ def test_markdown_keeps_nested_headings(tmp_path: Path) -> None:
     path = tmp_path / "billing.md"
     path.write_text(MARKDOWN)
     [doc] = load(path)
-    assert doc.id == "kb:billing.md"
+    assert doc.id == document_id("kb", path.as_uri()) and doc.url == path.as_uri()
     assert doc.source == "kb"
     assert doc.title == "Billing"
     assert doc.url == path.as_uri()
@@ -250,12 +251,13 @@ def test_beir_jsonl_corpus(tmp_path: Path) -> None:
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     docs = load(path, max_bytes=200)  # the limit applies to each line of a corpus
-    assert [(d.id, d.title, d.sections[0].text) for d in docs] == [
+    assert [(corpus_id(d.id), d.title, d.sections[0].text) for d in docs] == [
         ("d1", "Refunds", "Refunds take five days."),
         ("d2", "", "No title here."),
         ("d3", "Only a title", "Only a title"),
     ]
     assert docs[0].url == path.as_uri() + "#d1"
+    assert docs[0].id == document_id("kb", path.as_uri()) + "#d1"  # (source, file, _id)
     assert len({d.content_hash for d in docs}) == 3
 
     path.write_text(json.dumps(rows[0]) + "\n{not json\n")
@@ -323,7 +325,9 @@ def test_iter_documents_reports_bad_files_and_goes_on(tmp_path: Path) -> None:
     items = list(iter_documents([root, single, tmp_path / "missing"], source="kb", max_bytes=MB))
     docs = [i for i in items if isinstance(i, Document)]
     errors = {Path(e.path).name: e.reason for e in items if isinstance(e, SourceError)}
-    assert [d.id for d in docs] == ["kb:a.md", "kb:guides/b.html", "kb:guides/deep/c.pdf", "kb:single.txt"]
+    files = [root / "a.md", root / "guides" / "b.html", root / "guides" / "deep" / "c.pdf", single]
+    assert [d.url for d in docs] == [f.as_uri() for f in files]
+    assert [d.id for d in docs] == [document_id("kb", f.as_uri()) for f in files]
     assert set(errors) == {"broken.pdf", "empty.txt", "logo.png", "missing"}
     assert errors["empty.txt"] == "empty file"
     assert errors["logo.png"] == "unsupported file type .png"

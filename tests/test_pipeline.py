@@ -14,6 +14,7 @@ from adapters.settings import Settings
 from bot.errors import ProviderUnavailable
 from bot.ports import Embedder, Matrix, Vector
 from bot.types import UNRESTRICTED, SearchFilters
+from knowledge.identity import document_id
 from knowledge.loaders import iter_documents
 from knowledge.pipeline import Ingestor, embedding_text
 
@@ -179,7 +180,8 @@ def test_pipelined_batches_write_every_document_in_order_with_its_own_vectors(
         iter_documents([folder], source="m", max_bytes=1 << 20), source="m", progress=lambda d, _o: notes.append(d)
     )
     assert len(report.added) == 9 and report.chunks_embedded == 9
-    assert notes == sorted(notes) and len(notes) == 9  # written in the order they were read
+    read = [document_id("m", (folder / f"d{i:02d}.md").as_uri()) for i in range(9)]
+    assert notes == read  # written in the order they were read
     for i in (0, 4, 8):
         hit = services.index.keyword_search(f"Topic {i}", 1, UNRESTRICTED)[0]
         own = services.embedder.embed_documents([embedding_text(hit.chunk)])[0]

@@ -9,7 +9,16 @@ from datetime import UTC, datetime
 import numpy as np
 import sqlalchemy as sa
 
-from adapters.db import answers, doc_versions, feedback, ingest_runs, make_engine, migrate, vote_confirmations
+from adapters.db import (
+    answers,
+    doc_id_renames,
+    doc_versions,
+    feedback,
+    ingest_runs,
+    make_engine,
+    migrate,
+    vote_confirmations,
+)
 from bot.errors import ProviderRejected, ProviderUnavailable
 from bot.feedback import VoteRecord
 from bot.ports import DocumentState, Matrix, StoredVersion
@@ -50,6 +59,7 @@ class SqlDocumentStore:
             doc_versions.c.embedder,
             doc_versions.c.version,
             doc_versions.c.deleted,
+            doc_versions.c.url,
         ).join(
             latest, sa.and_(latest.c.doc_id == doc_versions.c.doc_id, latest.c.v == doc_versions.c.version)
         )
@@ -75,6 +85,7 @@ class SqlDocumentStore:
                     content_hash=state.content_hash,
                     embedder=state.embedder,
                     deleted=state.deleted,
+                    url=state.url,
                     chunks=json.dumps([chunk_to_dict(c) for c in chunks]),
                     vectors=vectors.tobytes(),
                     dimension=int(vectors.shape[1]) if vectors.ndim == 2 else 0,
@@ -135,9 +146,34 @@ class SqlDocumentStore:
             conn.execute(sa.update(ingest_runs).where(ingest_runs.c.id == run_id).values(rolled_back=True))
         return restored
 
+    def pending_renames(self, limit: int) -> list[tuple[str, StoredVersion | None]]:
+        out: list[tuple[str, StoredVersion | None]] = []
+        with self.engine.connect() as conn:
+            pending = conn.execute(
+                sa.select(doc_id_renames.c.old_id, doc_id_renames.c.new_id)
+                .where(doc_id_renames.c.done == sa.false())
+                .order_by(doc_id_renames.c.old_id)
+                .limit(limit)
+            ).all()
+            for old_id, new_id in pending:
+                row = conn.execute(
+                    sa.select(doc_versions)
+                    .where(doc_versions.c.doc_id == new_id)
+                    .order_by(doc_versions.c.version.desc())
+                    .limit(1)
+                ).first()
+                out.append((old_id, None if row is None else _stored(row)))
+        return out
+
+    def finish_renames(self, old_ids: Sequence[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(doc_id_renames).where(doc_id_renames.c.old_id.in_(list(old_ids))).values(done=True)
+            )
+
 
 def _stored(row: sa.Row) -> StoredVersion:  # type: ignore[type-arg]
-    state = DocumentState(row.doc_id, row.source, row.content_hash, row.embedder, row.version, row.deleted)
+    state = DocumentState(row.doc_id, row.source, row.content_hash, row.embedder, row.version, row.deleted, row.url)
     chunks = tuple(chunk_from_dict(c) for c in json.loads(row.chunks))
     dim = row.dimension or 0
     vectors = (
