@@ -114,13 +114,14 @@ class IngestReport:
     changed: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
-    failed: tuple[tuple[str, str], ...] = ()  # (path, reason)
+    failed: tuple[tuple[str, str], ...] = ()  # (path, reason): could not be read or parsed
     chunks_embedded: int = 0
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, reason): unsupported, excluded or empty
 
     def summary(self) -> str:
         return (
             f"added {len(self.added)}, changed {len(self.changed)}, unchanged {len(self.unchanged)}, "
-            f"removed {len(self.removed)}, failed {len(self.failed)}"
+            f"removed {len(self.removed)}, skipped {len(self.skipped)}, failed {len(self.failed)}"
         )
 
 

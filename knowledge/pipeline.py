@@ -4,7 +4,10 @@
 - A changed document replaces its chunks in one ``ChunkIndex.replace`` (atomic per document).
 - With ``full_sync`` the documents of the source that were not seen are removed.
 - Every ingest is a run; ``rollback`` restores the versions from before the last run.
-- One bad document never stops the batch: it is reported with its reason.
+- One bad document never stops the batch: it is reported with its reason, as ``failed`` (could
+  not be read or parsed) or ``skipped`` (left out on purpose: unsupported, excluded, empty).
+- An :class:`~knowledge.progress.IngestProgress` passed in is kept up to date with the chunks
+  found and embedded, for a progress display with a rate and an ETA.
 - Batches are pipelined: while one batch is embedded (on a worker thread; onnxruntime and the
   cloud SDKs release the GIL), the previous one is written and the next one is read and chunked.
 """
@@ -19,10 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bot.errors import SourceError
+from bot.errors import SourceError, SourceSkipped
 from bot.ports import ChunkIndex, DocumentState, DocumentStore, Embedder, Matrix
 from bot.types import Chunk, Document, IngestReport
 from knowledge.chunking import chunk_document
+from knowledge.progress import IngestProgress
 
 Progress = Callable[[str, str], None]
 """Called with (document id or path, outcome) after each document."""
@@ -49,7 +53,9 @@ class _Tally:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
     embedded: int = 0
+    progress: IngestProgress | None = None
 
     def report(self) -> IngestReport:
         return IngestReport(
@@ -59,6 +65,7 @@ class _Tally:
             tuple(self.removed),
             tuple(self.failed),
             self.embedded,
+            tuple(self.skipped),
         )
 
 
@@ -90,19 +97,29 @@ class Ingestor:
         full_sync: bool = False,
         progress: Progress | None = None,
         run_id: str | None = None,
+        tracker: IngestProgress | None = None,
     ) -> IngestReport:
-        """Ingest documents (and report loader errors) for ``source``; see the module docstring."""
+        """Ingest documents (and report loader errors) for ``source``; see the module docstring.
+
+        ``progress`` is called after each document with its outcome (``added``, ``changed``,
+        ``unchanged``, ``removed``, ``skipped: reason`` or ``failed: reason``); ``tracker``
+        counts the chunks found and embedded.
+        """
         run_id = run_id or uuid.uuid4().hex
         self.store.start_run(run_id, source)
         known = self.store.states(source)
         seen: set[str] = set()
         failed_paths: set[str] = set()
-        tally = _Tally()
+        tally = _Tally(progress=tracker)
         pending: list[_Pending] = []
         pending_chunks = 0
         note = progress or (lambda _doc, _outcome: None)
         with _Batches(self, tally, run_id, note) as batches:
             for item in items:
+                if isinstance(item, SourceSkipped):
+                    tally.skipped.append((item.path, item.reason))
+                    note(item.path, f"skipped: {item.reason}")
+                    continue
                 if isinstance(item, SourceError):
                     tally.failed.append((item.path, item.reason))
                     failed_paths.add(item.path)
@@ -128,6 +145,8 @@ class Ingestor:
                 outcome = "added" if state is None or state.deleted else "changed"
                 pending.append(_Pending(doc, chunks, new_state, outcome))
                 pending_chunks += len(chunks)
+                if tracker is not None:
+                    tracker.chunks_found += len(chunks)
                 if pending_chunks >= self.batch_chunks:
                     batches.add(pending)
                     pending, pending_chunks = [], 0
@@ -165,6 +184,8 @@ class Ingestor:
 
     def _write(self, pending: list[_Pending], vectors: Matrix, tally: _Tally, run_id: str, note: Progress) -> None:
         tally.embedded += len(vectors)
+        if tally.progress is not None:
+            tally.progress.chunks_embedded += len(vectors)
         start = 0
         for p in pending:
             mine = vectors[start : start + len(p.chunks)]
