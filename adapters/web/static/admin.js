@@ -71,10 +71,20 @@
   // --- sources --------------------------------------------------------------------------------
   let sourcesTimer = null;
 
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "--:--";
+    const s = Math.round(seconds), h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60, r = String(s % 60).padStart(2, "0");
+    return h ? `${h}:${String(m).padStart(2, "0")}:${r}` : `${m}:${r}`;
+  }
+
   function progress(job) {
     if (!job) return "";
     const total = job.total === null || job.total === undefined ? "?" : job.total;
-    if (job.state === "running") return `running ${job.done}/${total} ${job.current || ""}`;
+    if (job.state === "running") {
+      const rate = job.rate ? ` · ${job.rate >= 10 ? Math.round(job.rate) : job.rate.toFixed(1)}/s` : "";
+      const eta = job.total ? ` · ETA ${duration(job.eta_s)}` : "";
+      return `running ${job.done}/${total}${rate}${eta} ${job.current || ""}`;
+    }
     if (job.state === "done") return `done: ${job.summary || ""}`;
     if (job.state === "failed") return `failed: ${job.error || ""}`;
     return job.state;
