@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from adapters.factory import Services, build
 from adapters.settings import Settings
@@ -53,14 +52,16 @@ def _ingest(
     select: FileSelection | None = None,
     report_path: Path | None = None,
 ) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn
+
     from knowledge.loaders import ALL_FILES, iter_documents, walk_files
     from knowledge.progress import IngestProgress
-    from knowledge.sources import is_url, target_documents
 
     max_bytes = int(services.settings.max_file_mb * 1024 * 1024)
     select = select or ALL_FILES
-    urls = [t for t in targets if is_url(t)]  # fetched through knowledge/fetch.py (SSRF rules)
-    paths = [Path(t).expanduser() for t in targets if not is_url(t)]
+    # knowledge.sources.is_url, without importing the fetcher (httpx) when there is no URL.
+    urls = [t for t in targets if "://" in t[:16]]  # fetched through knowledge/fetch.py (SSRF rules)
+    paths = [Path(t).expanduser() for t in targets if t not in urls]
     # Count the files up front (a walk, nothing parsed) so the bar has a total and an ETA.
     with err.status("counting files …"):
         entries = list(walk_files(paths, select))
@@ -89,9 +90,12 @@ def _ingest(
 
         def documents() -> Iterator[Document | SourceError]:
             # URLs first (each counts as one file), then the counted files.
-            yield from target_documents(
-                urls, fetcher=services.fetcher, source=source, access=access, max_bytes=max_bytes, progress=tracker
-            )
+            if urls:
+                from knowledge.sources import target_documents
+
+                yield from target_documents(
+                    urls, fetcher=services.fetcher, source=source, access=access, max_bytes=max_bytes, progress=tracker
+                )
             if entries:
                 yield from iter_documents(entries, source=source, access=access, max_bytes=max_bytes, progress=tracker)
 
@@ -497,6 +501,8 @@ def _sync_inline(services: Services, name: str) -> int:
         err.print(f"[red]error:[/red] no source named {name!r} (see supportbot sources list)")
         return 2
     import uuid
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
