@@ -585,6 +585,10 @@ def sources_remove(
     out.print(f"removed source {name}" + ("" if keep_documents else f" and {removed} documents"))
 
 
+QUIET_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat", "alembic")
+"""Loggers turned down to WARNING unless the worker runs at DEBUG."""
+
+
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Tasks run at once (processes)")] = 1,
@@ -601,6 +605,11 @@ def worker(
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if loglevel.upper() != "DEBUG":
+        # Celery logs every task received and succeeded and every beat tick at INFO, and Alembic
+        # each migration step: noise in a log that should show what needs attention.
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     if settings.embedder == "onnx":
         from adapters.providers.onnx_embedder import OnnxEmbedder
 

@@ -218,3 +218,11 @@ def test_cli_reads_text_files_by_content(tmp_path: Path, name: str) -> None:
     write(tmp_path / "kb", name, "Perforce depots are imported with git-p4 clone.\n")
     run = cli(tmp_path, "ingest", str(tmp_path / "kb"))
     assert run.returncode == 0 and "added 1" in run.stdout, run.stderr
+
+
+def test_production_extras_bring_the_postgres_driver_and_flower() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("psycopg[binary]") for r in extras["postgres"])  # `pip install supportbot[postgres]`
+    assert any(r.startswith("flower") for r in extras["flower"])

@@ -86,27 +86,32 @@ def admin_router(services: Services, auth: WebAuth, reviews: SqlReviewStore) -> 
     jobs_lock = threading.Lock()
 
     # --- login -----------------------------------------------------------------------------------
-    @router.get("/login", include_in_schema=False)
-    def login_page(request: Request, next: str = "/admin", error: str = "") -> Response:
-        if auth.enabled and auth.session(request) is not None:
-            return RedirectResponse(_safe_next(next), status_code=303)
-        notice = (
-            ""
-            if auth.enabled
-            else (
-                "There are no admin pages: no admin password is configured. "
-                "Set SUPPORTBOT_ADMIN_PASSWORD (and SUPPORTBOT_SESSION_SECRET to keep sessions across restarts) "
-                "and restart the server."
-            )
-        )
+    no_admin = (
+        "There are no admin pages: no admin password is configured. "
+        "Set SUPPORTBOT_ADMIN_PASSWORD (and SUPPORTBOT_SESSION_SECRET to keep sessions across restarts) "
+        "and restart the server."
+    )
+
+    def disabled_page(next: str = "/admin") -> Response:
+        """An HTML page (not JSON: a person opened it in a browser) naming the setting that turns it on."""
         return render(
             "login.html",
-            config={"enabled": auth.enabled},
+            config={"enabled": False},
             next=_safe_next(next),
-            notice=notice,
-            error=error,
-            disabled="" if auth.enabled else "disabled",
-            status_code=200 if auth.enabled else 404,
+            notice=no_admin,
+            error="",
+            disabled="disabled",
+            status_code=404,
+        )
+
+    @router.get("/login", include_in_schema=False)
+    def login_page(request: Request, next: str = "/admin", error: str = "") -> Response:
+        if not auth.enabled:
+            return disabled_page(next)
+        if auth.session(request) is not None:
+            return RedirectResponse(_safe_next(next), status_code=303)
+        return render(
+            "login.html", config={"enabled": True}, next=_safe_next(next), notice="", error=error, disabled=""
         )
 
     @router.post("/login", include_in_schema=False)
@@ -154,7 +159,7 @@ def admin_router(services: Services, auth: WebAuth, reviews: SqlReviewStore) -> 
     @router.get("/admin", include_in_schema=False)
     def admin_page(request: Request) -> Response:
         if not auth.enabled:
-            raise HTTPException(404, "no admin pages: SUPPORTBOT_ADMIN_PASSWORD is not set")
+            return disabled_page()
         session = auth.session(request)
         if session is None:
             return RedirectResponse("/login?next=/admin", status_code=303)
