@@ -166,3 +166,11 @@ def test_the_manifest_declares_what_the_app_uses() -> None:
     assert needed | {"reactions:read", "reactions:write", "usergroups:read"} <= scopes
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
+
+
+def test_vote_buttons_carry_words_beside_the_emoji() -> None:
+    from adapters.slack.render import feedback_buttons
+
+    # Where no emoji font is installed the emoji alone is an empty box: the words still read.
+    texts = [b["text"]["text"] for b in feedback_buttons("a" * 32)]
+    assert texts == ["👍 Helpful", "👎 Not helpful"]

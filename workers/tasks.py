@@ -199,10 +199,12 @@ def ingest(self: Task, target: str, job_id: str) -> str:
         return summary
     jobs().running(job_id)
     s = svc.settings
-    name = target_source(target)
+    # Files uploaded on the admin page are their own source: a CLI `ingest --sync` of "local" keeps them.
+    local = None if is_url(target) else Path(target).expanduser()
+    uploads = svc.data_dir.resolve() / "uploads"
+    name = "uploads" if local is not None and local.resolve().is_relative_to(uploads) else target_source(target)
     # Files counted up front (a walk, nothing parsed): the job shows done/total, a rate and an ETA.
     root = svc.data_dir.resolve()
-    local = None if is_url(target) else Path(target).expanduser()
     count = 1
     if local is not None and local.resolve().is_relative_to(root):
         count = sum(1 for _ in walk_files([local])) or 1
@@ -225,8 +227,8 @@ def ingest(self: Task, target: str, job_id: str) -> str:
         )
 
     report = svc.ingestor.ingest(items, source=name, progress=note, run_id=job_id, tracker=tracker)
-    if report.failed and not (report.added or report.changed or report.unchanged):
-        path, reason = report.failed[0]
+    if (report.failed or report.skipped) and not (report.added or report.changed or report.unchanged):
+        path, reason = (report.failed or report.skipped)[0]  # nothing ingested: the job failed, and why
         raise SourceError(path, reason)
     jobs().done(job_id, report.summary() + f" ({report.chunks_embedded} chunks embedded)")
     return report.summary()
