@@ -14,8 +14,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import redis
