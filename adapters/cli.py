@@ -110,7 +110,12 @@ def _ingest(
     return 1 if report.failed and not (report.added or report.changed or report.unchanged) else 0
 
 
-def _print_left_out(skipped: tuple[tuple[str, str], ...], failed: tuple[tuple[str, str], ...], report_path: Path | None) -> None:
+def _print_left_out(
+    skipped: tuple[tuple[str, str], ...],
+    failed: tuple[tuple[str, str], ...],
+    report_path: Path | None,
+    offer_report: bool = True,
+) -> None:
     """Skipped files grouped by reason (they are expected); failed ones each with its reason."""
     from collections import Counter
 
@@ -123,7 +128,7 @@ def _print_left_out(skipped: tuple[tuple[str, str], ...], failed: tuple[tuple[st
         err.print(f"[yellow]failed[/yellow] {path}: {reason}", highlight=False)
     if len(failed) > 20:
         err.print(f"… and {len(failed) - 20} more failed", highlight=False)
-    if (skipped or failed) and report_path is None:
+    if (skipped or failed) and report_path is None and offer_report:
         err.print("[dim](--report FILE lists every file with its reason)[/dim]")
 
 
@@ -502,15 +507,24 @@ def _sync_inline(services: Services, name: str) -> int:
         return 2
     import uuid
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("items · {task.fields[rate]} ·"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[current]}", style="dim"),
+        console=err,
     ) as bar:
-        task = bar.add_task(f"syncing {source.name}", total=None)
+        task = bar.add_task(f"syncing {source.name}", total=None, rate="", current="")
+        started = time.monotonic()
 
         def note(done: int, total: int | None, current: str) -> None:
-            bar.update(task, completed=done, total=total)
+            rate = done / max(time.monotonic() - started, 1e-6)
+            shown = current if len(current) <= 50 else "…" + current[-49:]
+            bar.update(task, completed=done, total=total, rate=f"{rate:.1f}/s", current=shown)
 
         try:
             report = services.syncer.sync(source, services.connector(source), run_id=uuid.uuid4().hex, progress=note)
@@ -518,9 +532,8 @@ def _sync_inline(services: Services, name: str) -> int:
             services.source_store.set_status(source.id, "failed", str(exc))
             err.print(f"[red]{source.name} failed:[/red] {exc}")
             return 1
-    for path, reason in report.failed[:20]:
-        err.print(f"[yellow]{path}[/yellow]: {reason}")
     out.print(f"{source.name}: {report.summary()}", highlight=False)
+    _print_left_out(report.left_out, report.failed, None, offer_report=False)
     return 0
 
 
@@ -547,7 +560,9 @@ def sources_sync(
         status = queue.status(job_id)
         while not status.finished:
             total = "?" if status.total is None else status.total
-            err.print(f"{name}: {status.state} {status.done}/{total} {status.current}"[:200], end="\r")
+            rate = f" {status.rate:.1f}/s" if status.rate else ""
+            eta = f" {_eta(status.eta_s)}" if status.total else ""
+            err.print(f"{name}: {status.state} {status.done}/{total}{rate}{eta} {status.current}"[:200], end="\r")
             time.sleep(0.5)
             status = queue.status(job_id)
         if status.state == "failed":
