@@ -262,6 +262,7 @@
   }
   document.getElementById("tab-overview").addEventListener("click", () => { history.replaceState(null, "", "#overview"); showTab("overview"); });
   document.getElementById("tab-knowledge").addEventListener("click", () => { history.replaceState(null, "", "#knowledge"); showTab("knowledge"); });
+  document.getElementById("to-knowledge").addEventListener("click", (event) => { event.preventDefault(); history.replaceState(null, "", "#knowledge"); showTab("knowledge"); });
 
   // --- knowledge: documents -------------------------------------------------------------------
   const docBody = document.querySelector("#documents tbody");
