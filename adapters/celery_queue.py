@@ -87,7 +87,16 @@ class JobStore:
     def running(self, job_id: str) -> None:
         self._write(job_id, {"state": "running", "error": ""})
 
-    def progress(self, job_id: str, done: int, total: int | None, current: str) -> None:
+    def progress(
+        self,
+        job_id: str,
+        done: int,
+        total: int | None,
+        current: str,
+        rate: float | None = None,
+        eta_s: float | None = None,
+    ) -> None:
+        """Running: ``done`` of ``total`` files or items, ``rate`` per second, ``eta_s`` left."""
         self._write(
             job_id,
             {
@@ -95,6 +104,8 @@ class JobStore:
                 "done": done,
                 "total": "" if total is None else total,
                 "current": current[:500],
+                "rate": "" if rate is None else f"{rate:.3f}",
+                "eta_s": "" if eta_s is None else f"{eta_s:.0f}",
             },
         )
 
@@ -122,6 +133,7 @@ class JobStore:
         if not data:
             return JobStatus(id=job_id, state="unknown")
         total = data.get("total") or ""
+        rate, eta = data.get("rate") or "", data.get("eta_s") or ""
         return JobStatus(
             id=job_id,
             state=data.get("state", "unknown"),
@@ -130,6 +142,8 @@ class JobStore:
             current=data.get("current", ""),
             summary=data.get("summary", ""),
             error=data.get("error", ""),
+            rate=float(rate) if rate else None,
+            eta_s=float(eta) if eta else None,
         )
 
 

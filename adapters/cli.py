@@ -6,17 +6,20 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from adapters.factory import Services, build
 from adapters.settings import Settings
-from bot.errors import SupportbotError
-from bot.types import UNRESTRICTED, Answer, Decision, Question, SearchFilters, Turn
+from bot.errors import SourceError, SupportbotError
+from bot.types import UNRESTRICTED, Answer, Decision, Document, IngestReport, Question, SearchFilters, Turn
+
+if TYPE_CHECKING:
+    from knowledge.loaders import FileSelection
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Answers support questions from your own knowledge.")
 eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval and answers on a BEIR-format dataset.")
@@ -33,42 +36,84 @@ def _services(**overrides: object) -> Services:
         raise typer.Exit(2) from None
 
 
-def _ingest(services: Services, targets: list[str], source: str, access: tuple[str, ...], sync: bool) -> int:
-    from knowledge.sources import is_url, target_documents
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA --:--"
+    seconds = int(seconds)
+    return f"ETA {seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"ETA {seconds // 60}:{seconds % 60:02d}"
+
+
+def _ingest(
+    services: Services,
+    targets: list[str],
+    source: str,
+    access: tuple[str, ...],
+    sync: bool,
+    select: FileSelection | None = None,
+    report_path: Path | None = None,
+) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from knowledge.loaders import ALL_FILES, iter_documents, walk_files
+    from knowledge.progress import IngestProgress
 
     max_bytes = int(services.settings.max_file_mb * 1024 * 1024)
-    urls = [t for t in targets if is_url(t)]  # fetched through knowledge/fetch.py (SSRF rules)
-    paths = [Path(t) for t in targets if not is_url(t)]
-    missing = [str(p) for p in paths if not p.exists()]
-    for m in missing:
-        err.print(f"[yellow]skipped[/yellow] {m}: no such file or directory")
-    paths = [p for p in paths if p.exists()]
-    with Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
-    ) as bar:
-        task = bar.add_task("ingesting", total=None)
+    select = select or ALL_FILES
+    # knowledge.sources.is_url, without importing the fetcher (httpx) when there is no URL.
+    urls = [t for t in targets if "://" in t[:16]]  # fetched through knowledge/fetch.py (SSRF rules)
+    paths = [Path(t).expanduser() for t in targets if t not in urls]
+    # Count the files up front (a walk, nothing parsed) so the bar has a total and an ETA.
+    with err.status("counting files …"):
+        entries = list(walk_files(paths, select))
+    tracker = IngestProgress(files_total=len(entries) + len(urls))
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(bar_width=24),
+        TextColumn("{task.completed}/{task.total} files · {task.fields[chunks]} · {task.fields[rate]} · {task.fields[eta]}"),
+        TextColumn("{task.fields[current]}", style="dim"),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task("ingesting", total=tracker.files_total, chunks="", rate="", eta="", current="")
 
-        def note(doc: str, outcome: str) -> None:
-            bar.advance(task)
-            if outcome.startswith("failed"):
-                bar.console.print(f"[yellow]{doc}[/yellow]: {outcome[8:]}")
+        def refresh(_doc: str = "", _outcome: str = "") -> None:
+            expected = tracker.chunks_expected()
+            total = "?" if expected is None else f"~{expected}" if tracker.files_done < (tracker.files_total or 0) else expected
+            current = tracker.current
+            bar.update(
+                task,
+                completed=tracker.files_done,
+                chunks=f"{tracker.chunks_embedded}/{total} chunks",
+                rate=f"{tracker.chunks_per_s():.0f} chunks/s",
+                eta=_eta(tracker.eta_s()),
+                current=current if len(current) <= 60 else "…" + current[-59:],
+            )
+
+        def documents() -> Iterator[Document | SourceError]:
+            # URLs first (each counts as one file), then the counted files.
+            if urls:
+                from knowledge.sources import target_documents
+
+                yield from target_documents(
+                    urls, fetcher=services.fetcher, source=source, access=access, max_bytes=max_bytes, progress=tracker
+                )
+            if entries:
+                yield from iter_documents(entries, source=source, access=access, max_bytes=max_bytes, progress=tracker)
 
         report = services.ingestor.ingest(
-            target_documents(
-                [*urls, *map(str, paths)],
-                fetcher=services.fetcher,
-                source=source,
-                access=access,
-                max_bytes=max_bytes,
-            ),
+            documents(),
             source=source,
             full_sync=sync,
             # --sync removes only what was under these targets: other folders filed under the
             # same source are never touched.
             scope=[*urls, *(_location(p) for p in paths)],
-            progress=note,
+            progress=refresh,
+            tracker=tracker,
         )
-    out.print(report.summary() + f" ({report.chunks_embedded} chunks embedded)")
+        refresh()
+    out.print(report.summary() + f" ({report.chunks_embedded} chunks embedded)", highlight=False)
+    _print_left_out(report.skipped, report.failed, report_path)
+    if report_path is not None:
+        _write_report(report_path, report)
     return 1 if report.failed and not (report.added or report.changed or report.unchanged) else 0
 
 
@@ -80,17 +125,73 @@ def _location(path: Path) -> str:
     return uri.rstrip("/") + "/" if path.is_dir() else uri
 
 
+def _print_left_out(
+    skipped: tuple[tuple[str, str], ...],
+    failed: tuple[tuple[str, str], ...],
+    report_path: Path | None,
+    offer_report: bool = True,
+) -> None:
+    """Skipped files grouped by reason (they are expected); failed ones each with its reason."""
+    from collections import Counter
+
+    if skipped:
+        reasons = Counter(reason for _, reason in skipped).most_common()
+        shown = "; ".join(f"{n} {reason}" for n, reason in (r[::-1] for r in reasons[:8]))
+        more = f"; {len(reasons) - 8} more reasons" if len(reasons) > 8 else ""
+        err.print(f"[dim]skipped {len(skipped)}: {shown}{more}[/dim]", highlight=False)
+    for path, reason in failed[:20]:
+        err.print(f"[yellow]failed[/yellow] {path}: {reason}", highlight=False)
+    if len(failed) > 20:
+        err.print(f"… and {len(failed) - 20} more failed", highlight=False)
+    if (skipped or failed) and report_path is None and offer_report:
+        err.print("[dim](--report FILE lists every file with its reason)[/dim]")
+
+
+def _write_report(path: Path, report: IngestReport) -> None:
+    """Every document and file of the ingest with its outcome, as JSON."""
+    body = {
+        "summary": report.summary(),
+        "chunks_embedded": report.chunks_embedded,
+        "added": list(report.added),
+        "changed": list(report.changed),
+        "unchanged": list(report.unchanged),
+        "removed": list(report.removed),
+        "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
+        "failed": [{"path": p, "reason": r} for p, r in report.failed],
+    }
+    try:
+        path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot write the report to {path}: {exc.strerror or exc}")
+        return
+    err.print(f"report written to {path}", highlight=False)
+
+
+def _patterns(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(p.strip() for v in values or [] for p in v.split(",") if p.strip())
+
+
 @app.command()
 def ingest(
     targets: Annotated[list[str], typer.Argument(help="Files, folders (recursive) or URLs")],
     source: Annotated[str, typer.Option(help="Source name the documents belong to")] = "local",
     access: Annotated[str, typer.Option(help="Comma-separated access groups")] = "public",
     sync: Annotated[bool, typer.Option(help="Also remove documents that were under these targets and are gone")] = False,
+    include: Annotated[list[str] | None, typer.Option(help="Only files matching this glob (.gitignore style, e.g. '*.md'); repeatable")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Leave out files or folders matching this glob (e.g. 'drafts/'); repeatable")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write every file's outcome and reason to this JSON file")] = None,
 ) -> None:
-    """Add or update knowledge from files and folders (unchanged documents cost nothing)."""
+    """Add or update knowledge from files and folders (unchanged documents cost nothing).
+
+    Folders honour .gitignore and .supportbotignore files. Files whose type is unsupported,
+    excluded or empty are counted as skipped; files that cannot be read as failed.
+    """
+    from knowledge.loaders import FileSelection
+
     services = _services()
     groups = tuple(g.strip() for g in access.split(",") if g.strip())
-    raise typer.Exit(_ingest(services, targets, source, groups, sync))
+    select = FileSelection(include=_patterns(include), exclude=_patterns(exclude))
+    raise typer.Exit(_ingest(services, targets, source, groups, sync, select, report))
 
 
 @app.command()
@@ -439,13 +540,24 @@ def _sync_inline(services: Services, name: str) -> int:
         return 2
     import uuid
 
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     with Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("items · {task.fields[rate]} ·"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[current]}", style="dim"),
+        console=err,
     ) as bar:
-        task = bar.add_task(f"syncing {source.name}", total=None)
+        task = bar.add_task(f"syncing {source.name}", total=None, rate="", current="")
+        started = time.monotonic()
 
         def note(done: int, total: int | None, current: str) -> None:
-            bar.update(task, completed=done, total=total)
+            rate = done / max(time.monotonic() - started, 1e-6)
+            shown = current if len(current) <= 50 else "…" + current[-49:]
+            bar.update(task, completed=done, total=total, rate=f"{rate:.1f}/s", current=shown)
 
         try:
             report = services.syncer.sync(source, services.connector(source), run_id=uuid.uuid4().hex, progress=note)
@@ -453,9 +565,8 @@ def _sync_inline(services: Services, name: str) -> int:
             services.source_store.set_status(source.id, "failed", str(exc))
             err.print(f"[red]{source.name} failed:[/red] {exc}")
             return 1
-    for path, reason in report.failed[:20]:
-        err.print(f"[yellow]{path}[/yellow]: {reason}")
     out.print(f"{source.name}: {report.summary()}", highlight=False)
+    _print_left_out(report.left_out, report.failed, None, offer_report=False)
     return 0
 
 
@@ -482,7 +593,9 @@ def sources_sync(
         status = queue.status(job_id)
         while not status.finished:
             total = "?" if status.total is None else status.total
-            err.print(f"{name}: {status.state} {status.done}/{total} {status.current}"[:200], end="\r")
+            rate = f" {status.rate:.1f}/s" if status.rate else ""
+            eta = f" {_eta(status.eta_s)}" if status.total else ""
+            err.print(f"{name}: {status.state} {status.done}/{total}{rate}{eta} {status.current}"[:200], end="\r")
             time.sleep(0.5)
             status = queue.status(job_id)
         if status.state == "failed":
@@ -520,6 +633,10 @@ def sources_remove(
     out.print(f"removed source {name}" + ("" if keep_documents else f" and {removed} documents"))
 
 
+QUIET_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat", "alembic")
+"""Loggers turned down to WARNING unless the worker runs at DEBUG."""
+
+
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Tasks run at once (processes)")] = 1,
@@ -536,6 +653,11 @@ def worker(
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if loglevel.upper() != "DEBUG":
+        # Celery logs every task received and succeeded and every beat tick at INFO, and Alembic
+        # each migration step: noise in a log that should show what needs attention.
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     if settings.embedder == "onnx":
         from adapters.providers.onnx_embedder import OnnxEmbedder
 

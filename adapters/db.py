@@ -6,6 +6,8 @@ SQLite in the data directory by default; PostgreSQL (or any SQLAlchemy URL) thro
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 from pathlib import Path
 
@@ -77,17 +79,59 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+def head_revision() -> str | None:
+    """The newest migration's revision id, read from the version files without importing Alembic.
+
+    The migrations form one line (each revises the one before), so the head is the revision no
+    other file names as its ``down_revision``; None when that is not clear (then Alembic decides).
+    """
+    revisions, downs = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        rev = re.search(r'^revision\s*=\s*["\']([^"\']+)["\']', text, re.M)
+        down = re.search(r'^down_revision\s*=\s*["\']([^"\']+)["\']', text, re.M)
+        if rev:
+            revisions.add(rev.group(1))
+        if down:
+            downs.add(down.group(1))
+    heads = revisions - downs
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(engine: sa.Engine) -> bool:
+    """Whether the database already has the newest schema (one query; Alembic not imported)."""
+    head = head_revision()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    except sa.exc.DBAPIError:  # no version table yet: a new database
+        return False
+    return list(rows) == [head]
+
+
 def migrate(engine: sa.Engine) -> None:
-    """Upgrade the database to the newest schema (Alembic ``upgrade head``), once per process."""
+    """Upgrade the database to the newest schema (Alembic ``upgrade head``), once per process.
+
+    A database already at the newest revision is recognised with one query, without importing
+    or running Alembic: a short command (``supportbot ask``) starts faster and the logs stay quiet.
+    """
     key = str(engine.url)
     with _migrate_lock:
         if key in _migrated:
+            return
+        if _at_head(engine):
+            _migrated.add(key)
             return
         from alembic import command
         from alembic.config import Config
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
+        # Alembic says "Context impl ..." and each step at INFO: worth seeing only when debugging.
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):
+            logging.getLogger("alembic").setLevel(logging.WARNING)
         with engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")

@@ -5,7 +5,8 @@
     SupportbotError
      ├── ConfigError            settings are missing or contradict each other (fix the config)
      ├── SourceError            one document or source could not be loaded (the batch goes on)
-     │    └── UnsafeURLError    a URL points at a private, loopback, link-local or metadata address
+     │    ├── UnsafeURLError    a URL points at a private, loopback, link-local or metadata address
+     │    └── SourceSkipped     left out on purpose: unsupported type, excluded by a pattern, empty
      ├── AccessDenied           the asker may not do this (ingest without admin rights, ...)
      ├── RateLimited            too many questions or ingests from one user or channel
      └── ProviderError          an embedder, index, reranker, generator or store failed
@@ -37,6 +38,10 @@ class SourceError(SupportbotError):
 
 class UnsafeURLError(SourceError):
     """A URL was refused by the SSRF rules."""
+
+
+class SourceSkipped(SourceError):
+    """A file was left out on purpose (unsupported type, excluded by a pattern, empty): not a failure."""
 
 
 class AccessDenied(SupportbotError):

@@ -146,7 +146,9 @@ class JobStatus:
     """Progress of one background job, readable by the CLI, the chat adapters and the web page.
 
     ``state``: queued | running | done | failed. ``summary`` is the IngestReport summary
-    line when done; ``error`` the reason when failed (never a secret).
+    line when done; ``error`` the reason when failed (never a secret). While running,
+    ``done``/``total`` count files or items, ``rate`` is items per second and ``eta_s`` the
+    estimated seconds left (None while unknown).
     """
 
     id: str
@@ -156,6 +158,8 @@ class JobStatus:
     current: str = ""
     summary: str = ""
     error: str = ""
+    rate: float | None = None
+    eta_s: float | None = None
 
     @property
     def finished(self) -> bool:

@@ -117,15 +117,16 @@ class IngestReport:
     changed: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
-    failed: tuple[tuple[str, str], ...] = ()  # (path, reason)
+    failed: tuple[tuple[str, str], ...] = ()  # (path, reason): could not be read or parsed
     chunks_embedded: int = 0
     # (what was there, what replaced it): a document overwritten by one from another place
     replaced: tuple[tuple[str, str], ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, reason): unsupported, excluded or empty
 
     def summary(self) -> str:
         text = (
             f"added {len(self.added)}, changed {len(self.changed)}, unchanged {len(self.unchanged)}, "
-            f"removed {len(self.removed)}, failed {len(self.failed)}"
+            f"removed {len(self.removed)}, skipped {len(self.skipped)}, failed {len(self.failed)}"
         )
         return text + replaced_summary(self.replaced)
 

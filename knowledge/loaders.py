@@ -1,9 +1,15 @@
 """Turn files and fetched bodies into :class:`bot.types.Document` values.
 
 Supported: Markdown, HTML (main content only, via trafilatura), plain text (.txt, .rst,
-no extension), PDF (pypdf, one section per page), DOCX (python-docx, ``Heading N`` styles)
-and BEIR-style JSONL corpora (one document per line). Every problem with one input is a
-:class:`bot.errors.SourceError` whose ``reason`` is one short line; nothing else escapes.
+no extension, and any file whose content is text, such as ``README.Debian``), PDF (pypdf,
+one section per page), DOCX (python-docx, ``Heading N`` styles) and BEIR-style JSONL corpora
+(one document per line). Every problem with one input is a :class:`bot.errors.SourceError`
+whose ``reason`` is one short line; nothing else escapes. Files left out on purpose
+(unsupported type, excluded by a pattern or an ignore file, empty) are
+:class:`bot.errors.SourceSkipped`, a SourceError that is not a failure.
+
+Which files of a folder are read is decided by :func:`walk_files` with a :class:`FileSelection`
+(``--include``/``--exclude`` glob patterns and ``.gitignore``-style ignore files).
 """
 
 from __future__ import annotations
@@ -12,11 +18,12 @@ import codecs
 import hashlib
 import io
 import json
+import mimetypes
 import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path, PurePosixPath
@@ -25,11 +32,21 @@ from urllib.parse import quote
 import yaml
 from markdown_it import MarkdownIt
 
-from bot.errors import SourceError
+from bot.errors import SourceError, SourceSkipped
 from bot.types import PUBLIC, Document, Section
 from knowledge.identity import document_id
+from knowledge.progress import IngestProgress
 
-__all__ = ["SUPPORTED_SUFFIXES", "iter_documents", "load_bytes", "load_file"]
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "FileEntry",
+    "FileSelection",
+    "file_kind",
+    "iter_documents",
+    "load_bytes",
+    "load_file",
+    "walk_files",
+]
 
 _KIND_BY_SUFFIX = {
     ".md": "markdown",
@@ -57,6 +74,12 @@ _KIND_BY_CONTENT_TYPE = {
     "application/x-ndjson": "jsonl",
 }
 
+# The interpreter's built-in table only (not /etc/mime.types): the same answer on every machine.
+_MIME = mimetypes.MimeTypes()
+# text/* types that are code or styling rather than something a person reads as documentation.
+_NOT_PROSE = frozenset({"text/css", "text/javascript", "text/x-python", "text/x-c", "text/x-c++src", "text/x-java"})
+_SNIFF_BYTES = 8192
+
 # UTF-32 before UTF-16: the UTF-32-LE BOM starts with the UTF-16-LE one.
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -75,6 +98,10 @@ _MARKDOWN = MarkdownIt("commonmark")
 
 class _Unreadable(Exception):
     """Raised by the parsers with a reason; the public functions add the path."""
+
+
+class _Empty(_Unreadable):
+    """Nothing in the file but whitespace: skipped, not failed."""
 
 
 @dataclass(frozen=True)
@@ -103,9 +130,9 @@ def load_file(
     anything else) for unreadable input.
     """
     where = str(path)
-    kind = _KIND_BY_SUFFIX.get(path.suffix.lower())
+    kind = file_kind(path)
     if kind is None:
-        raise SourceError(where, f"unsupported file type {path.suffix.lower()}")
+        raise SourceSkipped(where, _unsupported(path))
     try:
         stat = path.stat()
         if kind != "jsonl" and stat.st_size > max_bytes:
@@ -152,11 +179,11 @@ def load_bytes(
     if not mime or mime == "application/octet-stream":  # no real content type: trust the name
         kind = _KIND_BY_SUFFIX.get(suffix)
         if kind is None:
-            raise SourceError(url, f"unsupported file type {suffix}")
+            raise SourceSkipped(url, f"unsupported file type {suffix}")
     else:
         kind = _KIND_BY_CONTENT_TYPE.get(mime) or ("text" if mime.startswith("text/") else None)
         if kind is None:
-            raise SourceError(url, f"unsupported content type {mime}")
+            raise SourceSkipped(url, f"unsupported content type {mime}")
     charset = re.search(r"charset=\"?([\w.:-]+)", params, re.I)
     stem = PurePosixPath(name).stem
     return _documents(
@@ -173,34 +200,207 @@ def load_bytes(
     )
 
 
-def iter_documents(
-    paths: Sequence[Path],
-    *,
-    source: str,
-    access: tuple[str, ...] = (PUBLIC,),
-    max_bytes: int,
-) -> Iterator[Document | SourceError]:
-    """Yield the documents under ``paths``, and a :class:`SourceError` for each bad file.
+def file_kind(path: Path) -> str | None:
+    """The parser for a file: by its suffix when we know it, else by its content.
 
-    Directories are walked recursively in sorted order, skipping hidden files and folders
-    and Office lock files (``~$*``); ids come from each file's absolute path, so the same
-    file names under two directories are two documents. Files of unsupported types are reported, not skipped, so a
-    missing format is visible. Never raises for one bad file.
+    A suffix the standard MIME table knows (``.png``, ``.zip``, ``.css``) decides; an unknown
+    one (``README.Debian``, ``git-p4.README``, ``guide.1``) is decided by the first bytes:
+    text (or HTML) is read, binary is not. None means unsupported.
+    """
+    suffix = path.suffix.lower()
+    if suffix in _KIND_BY_SUFFIX:
+        return _KIND_BY_SUFFIX[suffix]
+    mime, _ = _MIME.guess_type(path.name, strict=False)
+    if mime is not None:
+        if mime in _KIND_BY_CONTENT_TYPE:
+            return _KIND_BY_CONTENT_TYPE[mime]
+        return "text" if mime.startswith("text/") and mime not in _NOT_PROSE else None
+    return _sniff(path)
+
+
+def _sniff(path: Path) -> str | None:
+    try:
+        with path.open("rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError:
+        return "text"  # let the loader report why it cannot be read
+    if any(head.startswith(bom) for bom, _ in _BOMS):
+        return "text"
+    if b"\x00" in head:
+        return None
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)  # a cut character is not an error
+    except UnicodeDecodeError:
+        text = head.decode("cp1252", "replace")
+        if sum(c.isascii() for c in text) < 0.7 * max(len(text), 1):
+            return None
+    if _control_ratio(text) > 0.01:
+        return None
+    start = text.lstrip()[:64].lower()
+    return "html" if start.startswith(("<!doctype html", "<html")) else "text"
+
+
+def _unsupported(path: Path) -> str:
+    return f"unsupported file type {path.suffix.lower() or path.name}"
+
+
+@dataclass(frozen=True)
+class FileSelection:
+    """Which files of a folder to read.
+
+    ``include`` and ``exclude`` are glob patterns with ``.gitignore`` semantics, matched
+    against the path relative to the folder given: ``*.md`` matches at any depth, ``drafts/``
+    a folder, ``docs/**/*.txt`` a path. With ``include`` only matching files are read;
+    ``exclude`` wins over ``include``. ``ignore_files`` are read in every folder walked
+    (``.gitignore`` style: their patterns apply below the folder that holds them).
+    """
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    ignore_files: tuple[str, ...] = (".gitignore", ".supportbotignore")
+    _specs: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_text(cls, include: str = "", exclude: str = "", ignore_files: str | None = None) -> FileSelection:
+        """From comma-separated option values (a folder source's ``-o include=*.md,*.txt``)."""
+
+        def split(text: str) -> tuple[str, ...]:
+            return tuple(p.strip() for p in text.split(",") if p.strip())
+
+        if ignore_files is None:
+            return cls(split(include), split(exclude))
+        return cls(split(include), split(exclude), split(ignore_files))
+
+    def _spec(self, patterns: tuple[str, ...]) -> object:
+        import pathspec
+
+        key = "\n".join(patterns)
+        if key not in self._specs:
+            self._specs[key] = pathspec.GitIgnoreSpec.from_lines(patterns)
+        return self._specs[key]
+
+    def excluded(self, relpath: str, is_dir: bool = False) -> str:
+        """Why ``relpath`` (posix, relative to the folder given) is left out, or ""."""
+        name = relpath + "/" if is_dir else relpath
+        if self.exclude and self._spec(self.exclude).match_file(name):  # type: ignore[attr-defined]
+            return "excluded by --exclude"
+        if self.include and not is_dir and not self._spec(self.include).match_file(name):  # type: ignore[attr-defined]
+            return "not matched by --include"
+        return ""
+
+
+ALL_FILES = FileSelection()
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file found under a target: ``skip`` or ``error`` says why it will not be read."""
+
+    path: Path
+    root: Path  # the folder given (patterns are relative to it; ids come from the absolute path)
+    skip: str = ""
+    error: str = ""
+
+
+class _Ignores:
+    """The ignore-file patterns in force in each folder walked (inherited by its subfolders)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.by_dir: dict[str, list[tuple[str, object, str]]] = {}
+
+    def enter(self, dirpath: str, parent: str | None) -> None:
+        import pathspec
+
+        specs = list(self.by_dir.get(parent, [])) if parent is not None else []
+        for name in self.names:
+            try:
+                lines = Path(dirpath, name).read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                continue
+            specs.append((dirpath, pathspec.GitIgnoreSpec.from_lines(lines), name))
+        self.by_dir[dirpath] = specs
+
+    def match(self, dirpath: str, path: str, is_dir: bool) -> str:
+        for base, spec, name in self.by_dir.get(dirpath, []):
+            rel = os.path.relpath(path, base).replace(os.sep, "/") + ("/" if is_dir else "")
+            if spec.match_file(rel):  # type: ignore[attr-defined]
+                return f"ignored by {name}"
+        return ""
+
+
+def walk_files(paths: Sequence[Path], select: FileSelection = ALL_FILES) -> Iterator[FileEntry]:
+    """Every file under ``paths`` with the reason it is left out, if it is; cheap (no parsing).
+
+    Folders are walked recursively in sorted order; hidden files and folders and Office lock
+    files (``~$*``) are passed over silently; a folder excluded or ignored is one entry (its
+    files are not listed). A missing path is an entry with an ``error``.
     """
     for top in paths:
         if top.is_dir():
             walk_errors: list[OSError] = []
+            ignores = _Ignores(select.ignore_files)
             for dirpath, dirnames, filenames in os.walk(top, onerror=walk_errors.append):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                ignores.enter(dirpath, os.path.dirname(dirpath) if dirpath != str(top) else None)
+                kept = []
+                for d in sorted(dirnames):
+                    if d.startswith("."):
+                        continue
+                    full = os.path.join(dirpath, d)
+                    rel = Path(full).relative_to(top).as_posix()
+                    why = ignores.match(dirpath, full, True) or select.excluded(rel, True)
+                    if why:
+                        yield FileEntry(Path(full), top, skip=why)
+                    else:
+                        kept.append(d)
+                dirnames[:] = kept
                 for filename in sorted(filenames):
-                    if not filename.startswith((".", "~$")):
-                        yield from _load_or_error(Path(dirpath, filename), source, top, access, max_bytes)
+                    if filename.startswith((".", "~$")):
+                        continue
+                    path = Path(dirpath, filename)
+                    rel = path.relative_to(top).as_posix()
+                    why = ignores.match(dirpath, str(path), False) or select.excluded(rel)
+                    yield FileEntry(path, top, skip=why or ("" if file_kind(path) else _unsupported(path)))
             for err in walk_errors:
-                yield SourceError(str(err.filename or top), f"cannot read: {err.strerror or err}")
+                yield FileEntry(Path(str(err.filename or top)), top, error=f"cannot read: {err.strerror or err}")
         elif top.exists():
-            yield from _load_or_error(top, source, top.parent, access, max_bytes)
+            why = select.excluded(top.name)
+            yield FileEntry(top, top.parent, skip=why or ("" if file_kind(top) else _unsupported(top)))
         else:
-            yield SourceError(str(top), "no such file or directory")
+            yield FileEntry(top, top.parent, error="no such file or directory")
+
+
+def iter_documents(
+    paths: Sequence[Path] | Sequence[FileEntry],
+    *,
+    source: str,
+    access: tuple[str, ...] = (PUBLIC,),
+    max_bytes: int,
+    select: FileSelection = ALL_FILES,
+    progress: IngestProgress | None = None,
+) -> Iterator[Document | SourceError]:
+    """Yield the documents under ``paths``, a :class:`SourceSkipped` for each file left out and a
+    :class:`SourceError` for each bad one.
+
+    ``paths`` are walked by :func:`walk_files` (or are its entries already, e.g. counted up
+    front for a progress bar); ids are relative to the directory given (to the parent for a
+    file given directly). ``progress`` is told each file as it is read. Never raises for one
+    bad file.
+    """
+    listing: Iterator[FileEntry] = (
+        iter(paths)  # type: ignore[arg-type]
+        if paths and isinstance(paths[0], FileEntry)
+        else walk_files(paths, select)  # type: ignore[arg-type]
+    )
+    for entry in listing:
+        if progress is not None:
+            progress.file(str(entry.path))
+        if entry.error:
+            yield SourceError(str(entry.path), entry.error)
+        elif entry.skip:
+            yield SourceSkipped(str(entry.path), entry.skip)
+        else:
+            yield from _load_or_error(entry.path, source, entry.root, access, max_bytes)
 
 
 # --- plumbing --------------------------------------------------------------------------------
@@ -244,7 +444,7 @@ def _documents(
 
     try:
         if not data.strip():
-            raise _Unreadable("empty file")
+            raise _Empty("empty file")
         if kind == "jsonl":
             rows = []
             for _id, parsed in _parse_jsonl(_decode(data, charset), max_line_bytes):
@@ -255,6 +455,8 @@ def _documents(
         if not parsed.sections:
             raise _Unreadable("no text found")
         return [make(doc_id, url, _Parsed(parsed.title or fallback_title, parsed.sections))]
+    except _Empty as exc:
+        raise SourceSkipped(where, str(exc)) from None
     except _Unreadable as exc:
         raise SourceError(where, str(exc)) from None
 
@@ -325,7 +527,7 @@ def _decode(data: bytes, charset: str | None = None) -> str:
 
 def _nonempty(text: str) -> str:
     if not text.strip():
-        raise _Unreadable("empty file")
+        raise _Empty("empty file")
     return text
 
 

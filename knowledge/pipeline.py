@@ -11,7 +11,10 @@
   ingest is reported as failed, not silently dropped.
 - Ids a store migration renamed are renamed in the index before the first ingest or rollback.
 - Every ingest is a run; ``rollback`` restores the versions from before the last run.
-- One bad document never stops the batch: it is reported with its reason.
+- One bad document never stops the batch: it is reported with its reason, as ``failed`` (could
+  not be read or parsed) or ``skipped`` (left out on purpose: unsupported, excluded, empty).
+- An :class:`~knowledge.progress.IngestProgress` passed in is kept up to date with the chunks
+  found and embedded, for a progress display with a rate and an ETA.
 - Batches are pipelined: while one batch is embedded (on a worker thread; onnxruntime and the
   cloud SDKs release the GIL), the previous one is written and the next one is read and chunked.
 """
@@ -30,11 +33,12 @@ from urllib.request import url2pathname
 
 import numpy as np
 
-from bot.errors import SourceError
+from bot.errors import SourceError, SourceSkipped
 from bot.ports import ChunkIndex, DocumentState, DocumentStore, Embedder, Matrix
 from bot.types import Chunk, Document, IngestReport
 from knowledge.chunking import chunk_document
 from knowledge.identity import document_id
+from knowledge.progress import IngestProgress
 
 Progress = Callable[[str, str], None]
 """Called with (document id or path, outcome) after each document."""
@@ -62,7 +66,9 @@ class _Tally:
     removed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     replaced: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
     embedded: int = 0
+    progress: IngestProgress | None = None
 
     def report(self) -> IngestReport:
         return IngestReport(
@@ -73,6 +79,7 @@ class _Tally:
             failed=tuple(self.failed),
             chunks_embedded=self.embedded,
             replaced=tuple(self.replaced),
+            skipped=tuple(self.skipped),
         )
 
 
@@ -106,12 +113,17 @@ class Ingestor:
         scope: Sequence[str] | None = None,
         progress: Progress | None = None,
         run_id: str | None = None,
+        tracker: IngestProgress | None = None,
     ) -> IngestReport:
         """Ingest documents (and report loader errors) for ``source``; see the module docstring.
 
         ``scope`` limits what ``full_sync`` removes to documents whose url is one of these
         locations (or a row of it, ``location#...``), or lies under one that ends with ``/``
         (a folder's ``file://`` URI). None: every document of the source.
+
+        ``progress`` is called after each document with its outcome (``added``, ``changed``,
+        ``unchanged``, ``removed``, ``skipped: reason`` or ``failed: reason``); ``tracker``
+        counts the chunks found and embedded.
         """
         self.apply_renames()
         run_id = run_id or uuid.uuid4().hex
@@ -119,12 +131,16 @@ class Ingestor:
         known = self.store.states(source)
         seen: dict[str, Document] = {}
         failed_paths: set[str] = set()
-        tally = _Tally()
+        tally = _Tally(progress=tracker)
         pending: list[_Pending] = []
         pending_chunks = 0
         note = progress or (lambda _doc, _outcome: None)
         with _Batches(self, tally, run_id, note) as batches:
             for item in items:
+                if isinstance(item, SourceSkipped):
+                    tally.skipped.append((item.path, item.reason))
+                    note(item.path, f"skipped: {item.reason}")
+                    continue
                 if isinstance(item, SourceError):
                     tally.failed.append((item.path, item.reason))
                     failed_paths.add(item.path)
@@ -157,6 +173,8 @@ class Ingestor:
                     tally.replaced.append((_where(state.url), _where(doc.url)))
                 pending.append(_Pending(doc, chunks, new_state, outcome))
                 pending_chunks += len(chunks)
+                if tracker is not None:
+                    tracker.chunks_found += len(chunks)
                 if pending_chunks >= self.batch_chunks:
                     batches.add(pending)
                     pending, pending_chunks = [], 0
@@ -202,6 +220,8 @@ class Ingestor:
 
     def _write(self, pending: list[_Pending], vectors: Matrix, tally: _Tally, run_id: str, note: Progress) -> None:
         tally.embedded += len(vectors)
+        if tally.progress is not None:
+            tally.progress.chunks_embedded += len(vectors)
         start = 0
         for p in pending:
             mine = vectors[start : start + len(p.chunks)]

@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from bot.errors import SourceError
+from bot.errors import SourceError, SourceSkipped
 from bot.types import Document, replaced_summary
 from knowledge.connectors.base import Connector, RemoteItem
 from knowledge.connectors.web import load_url
 from knowledge.fetch import Fetcher, SourceGone
-from knowledge.loaders import iter_documents
+from knowledge.loaders import ALL_FILES, FileSelection, iter_documents
 from knowledge.pipeline import Ingestor
+from knowledge.progress import IngestProgress
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,14 @@ class SyncReport:
     resumed: bool = False
     seconds: float = 0.0
     replaced: tuple[tuple[str, str], ...] = ()  # (what was there, what replaced it)
+    left_out: tuple[tuple[str, str], ...] = ()  # skipped on purpose: unsupported, excluded, empty
 
     def summary(self) -> str:
         """One line for the CLI, the chat adapters and the sources table."""
         text = (
             f"{self.listed} listed: {self.added} added, {self.changed} changed, "
-            f"{self.unchanged + self.skipped} unchanged, {self.removed} removed, {len(self.failed)} failed; "
+            f"{self.unchanged + self.skipped} unchanged, {self.removed} removed, "
+            f"{len(self.left_out)} skipped, {len(self.failed)} failed; "
             f"{self.chunks_embedded} chunks embedded in {self.seconds:.1f}s"
         )
         return text + replaced_summary(self.replaced) + (" (resumed)" if self.resumed else "")
@@ -216,6 +219,7 @@ class Syncer:
 
         tracker = _Tracker(source.id, self.state, embedder, active, note, len(listed), self.checkpoint_every)
         failed: list[tuple[str, str]] = []
+        left_out: list[tuple[str, str]] = []
         counts = {"skipped": 0}
         gone: list[str] = []
         stale_docs: list[str] = []  # documents an item no longer produces (e.g. a shrunk JSONL file)
@@ -241,6 +245,10 @@ class Syncer:
                     docs = connector.load(item)
                 except SourceGone:
                     gone.append(item.external_id)  # vanished between listing and loading
+                    tracker.step(item.external_id)
+                    continue
+                except SourceSkipped as exc:
+                    left_out.append((exc.path, exc.reason))
                     tracker.step(item.external_id)
                     continue
                 except SourceError as exc:
@@ -284,6 +292,7 @@ class Syncer:
             resumed=resumed,
             seconds=time.perf_counter() - started,
             replaced=report.replaced,
+            left_out=tuple(left_out) + report.skipped,
         )
         self.state.finish_sync(source.id, active, result.summary())
         note(len(listed), len(listed), "")
@@ -313,14 +322,19 @@ def target_documents(
     access: tuple[str, ...],
     max_bytes: int,
     files_root: Path | None = None,
+    select: FileSelection = ALL_FILES,
+    progress: IngestProgress | None = None,
 ) -> Iterator[Document | SourceError]:
     """Documents of URLs (fetched under the SSRF rules), files and folders, with a SourceError per failure.
 
     With ``files_root`` only paths inside it are read: jobs queued from chat must not read
     arbitrary files of the worker's machine. Transient fetch failures (SourceUnavailable) raise.
+    ``select`` chooses the files of folders; ``progress`` is told each file and URL as it is read.
     """
     for target in targets:
         if is_url(target):
+            if progress is not None:
+                progress.file(target)
             try:
                 yield from load_url(fetcher, target, source=source, access=access)
             except SourceError as exc:
@@ -336,4 +350,6 @@ def target_documents(
                     "copy the file there, or use `supportbot ingest` on the machine that has it",
                 )
                 continue
-        yield from iter_documents([path], source=source, access=access, max_bytes=max_bytes)
+        yield from iter_documents(
+            [path], source=source, access=access, max_bytes=max_bytes, select=select, progress=progress
+        )

@@ -64,6 +64,25 @@ class TestOnnxEmbedder(EmbedderContract):
         assert int8_model(model, digest, tmp_path) == first
         assert cached.read_bytes() == first
 
+    def test_the_cached_int8_model_is_checked_by_its_checksum(self, tmp_path: Path) -> None:
+        model, digest = bundled_model_path(), MINILM_SHA256
+        first = int8_model(model, digest, tmp_path)
+        [check] = tmp_path.glob("*.sha256")  # a cold start checks the cache in milliseconds
+        check.unlink()  # a cache written by an older version: checked by loading it, once
+        _derived.clear()
+        assert int8_model(model, digest, tmp_path) == first
+        [check] = tmp_path.glob("*.sha256")
+        check.write_text("0" * 64)  # a model that does not match its checksum is derived again
+        _derived.clear()
+        assert int8_model(model, digest, tmp_path) == first
+
+    def test_query_embedding_alone_builds_no_batch_sessions(self, tmp_path: Path) -> None:
+        embedder = OnnxEmbedder(cache_dir=tmp_path, workers=2)
+        embedder.embed_query("how do I reset my password")
+        assert embedder._pool is None and not embedder._batch_sessions  # `supportbot ask` pays for one session
+        embedder.embed_documents(["one passage", "another passage", "a third"])
+        assert embedder._pool is not None and len(embedder._batch_sessions) == 2
+
     def test_model_directory_without_files_is_a_config_error(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="model.onnx"):
             OnnxEmbedder(tmp_path).embed_query("x")

@@ -192,3 +192,11 @@ def test_citation_titles_are_made_honest_and_server_paths_never_show() -> None:
     assert "sso.company.example" not in body
     assert "<https://evil.example/x|evil.example/x> (evil.example)" in body
     assert "/srv/kb" not in body and "file:" not in body
+
+
+def test_vote_buttons_carry_words_beside_the_emoji() -> None:
+    from adapters.slack.render import feedback_buttons
+
+    # Where no emoji font is installed the emoji alone is an empty box: the words still read.
+    texts = [b["text"]["text"] for b in feedback_buttons("a" * 32)]
+    assert texts == ["👍 Helpful", "👎 Not helpful"]

@@ -345,7 +345,9 @@ def test_without_an_admin_password_there_are_no_admin_pages(tmp_path: Path) -> N
     with TestClient(create_app(bare_services(tmp_path))) as c:
         page = c.get("/login")
         assert page.status_code == 404 and "no admin password is configured" in page.text
-        assert c.get("/admin").status_code == 404
+        admin = c.get("/admin")  # a page a person reads, naming the setting that turns it on
+        assert admin.status_code == 404 and admin.headers["content-type"].startswith("text/html")
+        assert "SUPPORTBOT_ADMIN_PASSWORD" in admin.text and "<html" in admin.text
         assert login(c).status_code == 404
         assert c.get("/api/admin/summary").status_code == 404
         assert c.get("/").status_code == 200

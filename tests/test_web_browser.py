@@ -160,7 +160,9 @@ def test_ask_see_citations_vote_follow_up_then_review_as_admin(
     expect(snippet).to_be_visible()
     expect(snippet).to_contain_text("SLACK_BOT_TOKEN")
 
-    # Vote 👎 (then see that the button stays pressed).
+    # Vote 👎 (then see that the button stays pressed); the buttons say it in words too.
+    expect(answer.locator("button.vote-up")).to_contain_text("Helpful")
+    expect(answer.locator("button.vote-down")).to_contain_text("Not helpful")
     answer.locator("button.vote-down").click()
     expect(answer.locator(".vote-status")).to_contain_text("Thanks")
     expect(answer.locator("button.vote-down")).to_have_attribute("aria-pressed", "true")

@@ -186,3 +186,21 @@ def test_migration_0004_downgrades_and_upgrades(tmp_path: Path) -> None:
         command.upgrade(config, "head")
         assert "reviews" in sa.inspect(conn).get_table_names()
     engine.dispose()
+
+
+def test_migrations_are_quiet_and_skipped_when_the_database_is_at_head(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from adapters import db
+
+    caplog.set_level(logging.INFO)
+    engine = db.make_engine(f"sqlite:///{tmp_path}/quiet.db")
+    assert not db._at_head(engine)  # a new database
+    db.migrate(engine)
+    assert not [r for r in caplog.records if r.name.startswith("alembic") and r.levelno < logging.WARNING]
+    assert db.head_revision() is not None and db._at_head(engine)
+    with engine.begin() as conn:  # an older schema is not taken for the newest
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0001'")
+    assert not db._at_head(engine)

@@ -276,3 +276,22 @@ def test_beat_syncs_sources_when_they_are_due(workers: Workers, services: Servic
     assert kb is not None and manual is not None
     assert kb.next_due_at is not None and kb.last_sync_at is not None and kb.next_due_at > kb.last_sync_at
     assert manual.status == "idle" and manual.last_sync_at is None
+
+
+def test_ingest_job_counts_files_up_front_reports_rate_and_logs_quietly(
+    workers: Workers, queue: CeleryIngestQueue, data_dir: Path, tmp_path: Path
+) -> None:
+    folder = data_dir / "uploads" / "batch"
+    folder.mkdir(parents=True)
+    for i in range(4):
+        (folder / f"n{i}.md").write_text(f"# Note {i}\n\nThe printer on floor {i} needs toner model T{i}.\n")
+    (folder / "logo.png").write_bytes(b"\x89PNG\r\n\x00")
+    workers.start()
+    status = wait_for(queue, queue.enqueue_ingest(str(folder), requested_by="test", notify={}), timeout=120)
+    assert status.state == "done", status
+    assert "added 4" in status.summary and "skipped 1, failed 0" in status.summary
+    assert status.total == 5 and status.done == 5  # the files, counted before the first was read
+    assert status.rate is not None and status.rate > 0 and status.eta_s == 0
+    log = (tmp_path / "worker0.log").read_text()
+    # At the default level a task's life is not logged line by line, nor are migrations.
+    assert "succeeded in" not in log and "] received" not in log and "Context impl" not in log

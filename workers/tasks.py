@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -24,7 +25,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 from adapters.celery_queue import INGEST_TASK, SYNC_DUE_TASK, SYNC_SOURCE_TASK, JobStore, redis_client
 from adapters.factory import Services, build
 from bot.errors import ProviderUnavailable, SourceError, SupportbotError
-from knowledge.sources import Source, target_documents, target_source
+from knowledge.loaders import walk_files
+from knowledge.progress import IngestProgress
+from knowledge.sources import Source, is_url, target_documents, target_source
 from workers.app import app, settings
 
 log = logging.getLogger(__name__)
@@ -85,16 +88,24 @@ TASK_OPTIONS: dict[str, Any] = dict(
 
 
 class _Throttled:
-    """Writes progress to Redis at most every ``every`` seconds (and always the last step)."""
+    """Writes progress to Redis at most every ``every`` seconds (and always the last step), with
+    the rate since the job started and the time left at that rate (unless given)."""
 
     def __init__(self, job_id: str, every: float = 0.25) -> None:
         self.job_id, self.every, self.last = job_id, every, 0.0
+        self.started = time.monotonic()
 
-    def __call__(self, done: int, total: int | None, current: str) -> None:
+    def __call__(
+        self, done: int, total: int | None, current: str, rate: float | None = None, eta_s: float | None = None
+    ) -> None:
         now = time.monotonic()
         if now - self.last >= self.every or (total is not None and done >= total):
             self.last = now
-            jobs().progress(self.job_id, done, total, current)
+            if rate is None and done:
+                rate = done / max(now - self.started, 1e-6)
+            if eta_s is None and rate and total is not None:
+                eta_s = max(total - done, 0) / rate
+            jobs().progress(self.job_id, done, total, current, rate, eta_s)
 
 
 @contextmanager
@@ -188,7 +199,16 @@ def ingest(self: Task, target: str, job_id: str) -> str:
         return summary
     jobs().running(job_id)
     s = svc.settings
-    name = target_source(target)
+    # Files uploaded on the admin page are their own source: a CLI `ingest --sync` of "local" keeps them.
+    local = None if is_url(target) else Path(target).expanduser()
+    uploads = svc.data_dir.resolve() / "uploads"
+    name = "uploads" if local is not None and local.resolve().is_relative_to(uploads) else target_source(target)
+    # Files counted up front (a walk, nothing parsed): the job shows done/total, a rate and an ETA.
+    root = svc.data_dir.resolve()
+    count = 1
+    if local is not None and local.resolve().is_relative_to(root):
+        count = sum(1 for _ in walk_files([local])) or 1
+    tracker = IngestProgress(files_total=count)
     items = target_documents(
         [target],
         fetcher=svc.fetcher,
@@ -196,18 +216,19 @@ def ingest(self: Task, target: str, job_id: str) -> str:
         access=tuple(s.default_access),
         max_bytes=int(s.max_file_mb * 1024 * 1024),
         files_root=svc.data_dir,
+        progress=tracker,
     )
     progress = _Throttled(job_id)
-    done = 0
 
     def note(doc: str, outcome: str) -> None:
-        nonlocal done
-        done += 1
-        progress(done, None, doc)
+        progress(
+            min(tracker.files_done, count), count, tracker.current or doc,
+            tracker.files_per_s(), tracker.eta_s(),
+        )
 
-    report = svc.ingestor.ingest(items, source=name, progress=note, run_id=job_id)
-    if report.failed and not (report.added or report.changed or report.unchanged):
-        path, reason = report.failed[0]
+    report = svc.ingestor.ingest(items, source=name, progress=note, run_id=job_id, tracker=tracker)
+    if (report.failed or report.skipped) and not (report.added or report.changed or report.unchanged):
+        path, reason = (report.failed or report.skipped)[0]  # nothing ingested: the job failed, and why
         raise SourceError(path, reason)
     jobs().done(job_id, report.summary() + f" ({report.chunks_embedded} chunks embedded)")
     return report.summary()

@@ -62,17 +62,29 @@ def int8_model(source: Path, digest: str, cache_dir: Path | None = None) -> byte
         on_disk = cached is not None and cached.is_file()
         if data is None and cached is not None and on_disk:
             data = cached.read_bytes()
-            if not _loads(data):
+            # The checksum written beside the model tells a damaged file in milliseconds; without
+            # it (a cache from an older version) onnxruntime has to load the model to tell.
+            check = cached.with_suffix(".sha256")
+            known = check.read_text().strip() if check.is_file() else None
+            intact = hashlib.sha256(data).hexdigest() == known if known else _loads(data)
+            if not intact:
                 data, on_disk = None, False  # damaged on disk: derived again and replaced
+            elif known is None:
+                _write_atomic(check, hashlib.sha256(data).hexdigest().encode())
         if data is None:
             data = _quantize(source)
         if cached is not None and not on_disk:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            partial = cached.with_suffix(f".{os.getpid()}.part")
-            partial.write_bytes(data)
-            os.replace(partial, cached)  # atomic: a reader never sees half a model
+            _write_atomic(cached, data)  # atomic: a reader never sees half a model
+            _write_atomic(cached.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
         _derived[key] = data
         return data
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    partial = path.with_suffix(f"{path.suffix}.{os.getpid()}.part")
+    partial.write_bytes(data)
+    os.replace(partial, path)
 
 
 def _loads(data: bytes) -> bool:
@@ -160,6 +172,7 @@ class OnnxEmbedder:
         # ~93 passages/s of 128 tokens). Queries use the one multi-threaded session (latency).
         self._workers = workers if workers is not None else min(4, os.cpu_count() or 1)
         self._batch_sessions: list[Any] = []
+        self._source: bytes | str = ""
         self._pool: ThreadPoolExecutor | None = None
         self._dimension: int | None = None
         self._quantize = quantize
@@ -216,14 +229,28 @@ class OnnxEmbedder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self._input_names = {i.name for i in session.get_inputs()}
-        if self._workers > 1:
+        self._source = source
+        self._tokenizer, self._session = tokenizer, session
+
+    def _ensure_batch_sessions(self) -> None:
+        """The single-threaded sessions for batches of documents, built on the first such batch:
+        a process that only embeds queries (``supportbot ask``) never pays for them."""
+        if self._pool is not None or self._workers <= 1:
+            return
+        import onnxruntime as ort
+
+        with self._lock:
+            if self._pool is not None:
+                return
+            options = ort.SessionOptions()
             options.intra_op_num_threads = 1
+            options.log_severity_level = 3
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._batch_sessions = [
-                ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+                ort.InferenceSession(self._source, options, providers=["CPUExecutionProvider"])
                 for _ in range(self._workers)
             ]
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="embed")
-        self._tokenizer, self._session = tokenizer, session
 
     def _ensure_loaded(self) -> None:
         if self._session is None:
@@ -274,6 +301,8 @@ class OnnxEmbedder:
             [encoded[i] for i in order[start : start + self._batch_size]]
             for start in range(0, len(order), self._batch_size)
         ]
+        if len(batches) > 1:
+            self._ensure_batch_sessions()
         if self._pool is not None and len(batches) > 1:
             sessions = self._batch_sessions
             out = list(

@@ -181,10 +181,11 @@ def _button(text: str, action_id: str, value: str, label: str, style: str | None
 
 
 def feedback_buttons(answer_id: str) -> list[Block]:
-    """The 👍 / 👎 buttons; the value carries the stored answer id back to us."""
+    """The 👍 Helpful / 👎 Not helpful buttons (words too: where no emoji font is installed the
+    emoji alone shows as an empty box); the value carries the stored answer id back to us."""
     return [
-        _button("👍", ACTION_VOTE_UP, answer_id, "This answer helped"),
-        _button("👎", ACTION_VOTE_DOWN, answer_id, "This answer did not help"),
+        _button("👍 Helpful", ACTION_VOTE_UP, answer_id, "This answer helped"),
+        _button("👎 Not helpful", ACTION_VOTE_DOWN, answer_id, "This answer did not help"),
     ]
 
 

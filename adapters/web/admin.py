@@ -4,13 +4,19 @@ Pages: ``GET /login`` (says so when no admin password is configured), ``POST /lo
 ``POST /logout``, ``GET /admin``. API under ``/api/admin/``: ``summary`` (per-day counts),
 ``sources`` and ``sources/{name}/sync``, ``gaps``, ``worst``, ``queue``, ``search``,
 ``reviews``, ``votes/{answer_id}/confirm`` (web visitors' votes count beyond the web chat
-once confirmed) and ``export.zip``. Reads need the session cookie; changes also need the CSRF
+once confirmed) and ``export.zip``; the Knowledge tab's ``documents`` (list and search),
+``documents/chunks`` (one document as the bot sees it), ``DELETE documents`` and
+``PUT uploads/{name}`` (a file queued to the workers; its own size limit, SUPPORTBOT_MAX_FILE_MB,
+not the global body limit). Reads need the session cookie; changes also need the CSRF
 token (``X-CSRF-Token``). Traces and exports come from the stored answers; the index search
 here is unrestricted, which is why it is admin-only.
 """
 
 import logging
+import os
+import re
 import threading
+import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -89,27 +95,32 @@ def admin_router(services: Services, auth: WebAuth, reviews: SqlReviewStore) -> 
     jobs_lock = threading.Lock()
 
     # --- login -----------------------------------------------------------------------------------
-    @router.get("/login", include_in_schema=False)
-    def login_page(request: Request, next: str = "/admin", error: str = "") -> Response:
-        if auth.enabled and auth.session(request) is not None:
-            return RedirectResponse(_safe_next(next), status_code=303)
-        notice = (
-            ""
-            if auth.enabled
-            else (
-                "There are no admin pages: no admin password is configured. "
-                "Set SUPPORTBOT_ADMIN_PASSWORD (and SUPPORTBOT_SESSION_SECRET to keep sessions across restarts) "
-                "and restart the server."
-            )
-        )
+    no_admin = (
+        "There are no admin pages: no admin password is configured. "
+        "Set SUPPORTBOT_ADMIN_PASSWORD (and SUPPORTBOT_SESSION_SECRET to keep sessions across restarts) "
+        "and restart the server."
+    )
+
+    def disabled_page(next: str = "/admin") -> Response:
+        """An HTML page (not JSON: a person opened it in a browser) naming the setting that turns it on."""
         return render(
             "login.html",
-            config={"enabled": auth.enabled},
+            config={"enabled": False},
             next=_safe_next(next),
-            notice=notice,
-            error=error,
-            disabled="" if auth.enabled else "disabled",
-            status_code=200 if auth.enabled else 404,
+            notice=no_admin,
+            error="",
+            disabled="disabled",
+            status_code=404,
+        )
+
+    @router.get("/login", include_in_schema=False)
+    def login_page(request: Request, next: str = "/admin", error: str = "") -> Response:
+        if not auth.enabled:
+            return disabled_page(next)
+        if auth.session(request) is not None:
+            return RedirectResponse(_safe_next(next), status_code=303)
+        return render(
+            "login.html", config={"enabled": True}, next=_safe_next(next), notice="", error=error, disabled=""
         )
 
     @router.post("/login", include_in_schema=False)
@@ -157,7 +168,7 @@ def admin_router(services: Services, auth: WebAuth, reviews: SqlReviewStore) -> 
     @router.get("/admin", include_in_schema=False)
     def admin_page(request: Request) -> Response:
         if not auth.enabled:
-            raise HTTPException(404, "no admin pages: SUPPORTBOT_ADMIN_PASSWORD is not set")
+            return disabled_page()
         session = auth.session(request)
         if session is None:
             return RedirectResponse("/login?next=/admin", status_code=303)
@@ -340,4 +351,150 @@ def admin_router(services: Services, auth: WebAuth, reviews: SqlReviewStore) -> 
         reviews.delete_review(answer_id)
         return {"ok": True}
 
+    # --- the Knowledge tab -------------------------------------------------------------------------
+    from adapters.providers.catalog import DocumentSummary, KnowledgeCatalog
+
+    catalog = KnowledgeCatalog(services.document_store)  # type: ignore[arg-type]
+    uploads: dict[str, str] = {}  # job id -> file name, the uploads started from this page
+    max_bytes = int(services.settings.max_file_mb * 1024 * 1024)
+
+    def _doc(d: DocumentSummary) -> dict[str, Any]:
+        return {
+            "doc_id": d.doc_id,
+            "title": d.title,
+            "source": d.source,
+            "access": list(d.access),
+            "url": d.url,
+            "updated_at": None if d.updated_at is None else d.updated_at.isoformat(),
+            "chunks": d.chunks,
+            "last_ingest": None if d.last_ingest is None else d.last_ingest.isoformat(),
+        }
+
+    @router.get("/api/admin/documents")
+    def documents(
+        _: admin,
+        q: Annotated[str, Query(max_length=500)] = "",
+        source: Annotated[str, Query(max_length=512)] = "",
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        try:
+            everything = catalog.documents()
+            found = catalog.search(q, source)
+        except SupportbotError as exc:
+            raise HTTPException(503, f"documents unavailable: {exc}") from None
+        return {
+            "total": len(found),
+            "all": len(everything),
+            "chunks": sum(d.chunks for d in everything),
+            "sources": sorted({d.source for d in everything}),
+            "documents": [_doc(d) for d in found[offset : offset + limit]],
+        }
+
+    @router.get("/api/admin/documents/chunks")
+    def document_chunks(_: admin, doc_id: Annotated[str, Query(min_length=1, max_length=2048)]) -> dict[str, Any]:
+        from knowledge.pipeline import embedding_text
+
+        found = catalog.chunks(doc_id)
+        if found is None:
+            raise HTTPException(404, "no such document (removed, or never ingested)")
+        summary, chunks = found
+        return {
+            "document": _doc(summary),
+            "chunks": [
+                {
+                    "id": c.id,
+                    "ordinal": c.ordinal,
+                    "heading_path": list(c.heading_path),
+                    "text": c.text,
+                    "embedded": embedding_text(c),  # what the embedder and keyword search see
+                    "access": list(c.access),
+                }
+                for c in chunks
+            ],
+        }
+
+    @router.delete("/api/admin/documents")
+    def remove_document(_: admin_change, doc_id: Annotated[str, Query(min_length=1, max_length=2048)]) -> dict[str, Any]:
+        found = catalog.chunks(doc_id)
+        if found is None:
+            raise HTTPException(404, "no such document (removed, or never ingested)")
+        summary, _chunks = found
+        ingestor = services.ingestor
+        run_id = uuid.uuid4().hex
+        try:  # one run: `supportbot rollback` brings it back
+            ingestor.store.start_run(run_id, summary.source)
+            ingestor.remove(doc_id, summary.source, run_id)
+            ingestor.store.finish_run(run_id, f"removed {doc_id} from the admin page")
+        except SupportbotError as exc:
+            raise HTTPException(503, f"could not remove the document: {exc}") from None
+        log.info("admin removed document %s (run %s)", doc_id, run_id)
+        return {"ok": True, "doc_id": doc_id, "run_id": run_id}
+
+    @router.put("/api/admin/uploads/{name:path}", status_code=202)
+    async def upload(_: admin_change, name: str, request: Request) -> dict[str, Any]:
+        """One file as the raw request body; the same loaders and size limit as the CLI, read by a worker."""
+        from knowledge.loaders import file_kind
+
+        safe = _upload_name(name)
+        if not safe:
+            raise HTTPException(400, "give the file a name (not hidden, not a lock file)")
+        limit_text = f"{services.settings.max_file_mb:g} MB"
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise HTTPException(413, f"{safe} is larger than the {limit_text} limit (SUPPORTBOT_MAX_FILE_MB)")
+        folder = services.data_dir / UPLOADS
+        staging = services.data_dir / f".{UPLOADS}-{uuid.uuid4().hex}"  # the file under its own name, not yet visible
+        staging.mkdir(parents=True)
+        partial = staging / safe
+        target = folder / safe
+        size = 0
+        try:
+            with partial.open("wb") as out:
+                async for block in request.stream():
+                    size += len(block)
+                    if size > max_bytes:
+                        raise HTTPException(413, f"{safe} is larger than the {limit_text} limit (SUPPORTBOT_MAX_FILE_MB)")
+                    out.write(block)
+            if size == 0:
+                raise HTTPException(400, f"{safe} is empty")
+            if file_kind(partial) is None:  # by its suffix, else by its content, as the CLI decides
+                raise HTTPException(415, f"{safe}: unsupported file type (Markdown, HTML, text, PDF, DOCX or JSONL)")
+            folder.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+            staging.rmdir()
+        try:
+            job_id = services.ingest_queue.enqueue_ingest(str(target), requested_by="web:admin", notify={})
+        except SupportbotError as exc:
+            raise HTTPException(503, f"could not queue the upload for the workers: {exc}") from None
+        with jobs_lock:
+            uploads[job_id] = safe
+        return {"job_id": job_id, "name": safe, "bytes": size}
+
+    @router.get("/api/admin/uploads")
+    def upload_jobs(_: admin) -> dict[str, Any]:
+        with jobs_lock:
+            started = list(uploads.items())[-50:]
+        out = []
+        for job_id, file_name in reversed(started):
+            try:
+                job: dict[str, Any] = asdict(services.ingest_queue.status(job_id))
+            except SupportbotError as exc:
+                job = {"id": job_id, "state": "unknown", "error": str(exc)}
+            out.append({"name": file_name, "job": job})
+        return {"uploads": out, "max_file_mb": services.settings.max_file_mb}
+
     return router
+
+
+UPLOADS = "uploads"
+"""Uploaded files are kept under <data dir>/uploads (the workers read them there; their source is "uploads")."""
+
+
+def _upload_name(name: str) -> str:
+    """The file's own name, made safe to store: no folders, no hidden or lock files, no odd characters."""
+    base = re.split(r"[\\/]", name)[-1].strip()
+    base = re.sub(r"[^\w.\- ]", "_", base)[:200]
+    return "" if not base or base.startswith((".", "~$")) or set(base) <= {".", " "} else base

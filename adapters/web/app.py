@@ -30,7 +30,9 @@ from adapters.web.pages import STATIC
 log = logging.getLogger(__name__)
 
 # Routes allowed bodies larger than SUPPORTBOT_MAX_REQUEST_BYTES: path prefix -> bytes (the
-# longest matching prefix wins). Empty for now; a document upload route adds itself here.
+# longest matching prefix wins). The admin upload route takes files up to SUPPORTBOT_MAX_FILE_MB
+# (added per app in create_app; the route itself checks the size and type again).
+UPLOAD_PATH = "/api/admin/uploads/"
 BODY_LIMITS_PER_PATH: dict[str, int] = {}
 
 # The pages load only their own scripts and styles: no CDN, no inline script, no framing.
@@ -102,5 +104,6 @@ def create_app(services: Services) -> FastAPI:
 
     app.add_middleware(SecurityHeaders)
     # Added last, so it runs first: oversized bodies are refused before any route reads them.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, per_path=BODY_LIMITS_PER_PATH)
+    per_path = {**BODY_LIMITS_PER_PATH, UPLOAD_PATH: int(settings.max_file_mb * 1024 * 1024)}
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, per_path=per_path)
     return app

@@ -1,8 +1,12 @@
-"""A local folder: every supported file under it, its change marker being size and mtime."""
+"""A local folder: every supported file under it, its change marker being size and mtime.
+
+Options: ``path``; ``include`` and ``exclude`` (comma-separated glob patterns, ``.gitignore``
+semantics, relative to the folder); ``ignore_files`` (comma-separated names of ``.gitignore``-style
+files honoured in every folder; default ``.gitignore,.supportbotignore``; empty for none).
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,38 +14,40 @@ from bot.errors import SourceError
 from bot.types import Document
 from knowledge.connectors.base import ConnectorContext, RemoteItem
 from knowledge.fetch import SourceGone
-from knowledge.loaders import SUPPORTED_SUFFIXES, load_file
+from knowledge.loaders import FileSelection, load_file, walk_files
 
 
 class FolderConnector:
-    """Options: ``path`` (the folder). Hidden files and Office lock files are ignored."""
+    """Options: see the module docstring. Hidden files and Office lock files are ignored."""
 
     kind = "folder"
 
     def __init__(self, ctx: ConnectorContext) -> None:
         self.ctx = ctx
         self.root = Path(ctx.option("path")).expanduser()
+        self.select = FileSelection.from_text(
+            ctx.options.get("include", ""), ctx.options.get("exclude", ""), ctx.options.get("ignore_files")
+        )
 
     def items(self) -> Iterator[RemoteItem]:
         """Every supported file, walked in sorted order; a missing folder raises (no mass deletion)."""
         if not self.root.is_dir():
             raise SourceError(str(self.root), "the folder does not exist (or is not mounted)")
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith((".", "~$")) or Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
-                    continue
-                path = Path(dirpath, name)
-                try:
-                    stat = path.stat()
-                except OSError as exc:
-                    rel = path.relative_to(self.root).as_posix()
-                    yield RemoteItem(rel, error=f"cannot read: {exc.strerror or exc}")
-                    continue
-                rel = path.relative_to(self.root).as_posix()
-                yield RemoteItem(
-                    rel, marker=f"{stat.st_mtime_ns}:{stat.st_size}", url=path.as_uri(), title=name
-                )
+        for entry in walk_files([self.root], self.select):
+            rel = entry.path.relative_to(self.root).as_posix()
+            if entry.error:
+                yield RemoteItem(rel, error=entry.error)
+                continue
+            if entry.skip:  # unsupported, excluded or ignored: not part of the source
+                continue
+            try:
+                stat = entry.path.stat()
+            except OSError as exc:
+                yield RemoteItem(rel, error=f"cannot read: {exc.strerror or exc}")
+                continue
+            yield RemoteItem(
+                rel, marker=f"{stat.st_mtime_ns}:{stat.st_size}", url=entry.path.as_uri(), title=entry.path.name
+            )
 
     def load(self, item: RemoteItem) -> list[Document]:
         """The documents of one file (several for a JSONL corpus)."""

@@ -71,10 +71,20 @@
   // --- sources --------------------------------------------------------------------------------
   let sourcesTimer = null;
 
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "--:--";
+    const s = Math.round(seconds), h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60, r = String(s % 60).padStart(2, "0");
+    return h ? `${h}:${String(m).padStart(2, "0")}:${r}` : `${m}:${r}`;
+  }
+
   function progress(job) {
     if (!job) return "";
     const total = job.total === null || job.total === undefined ? "?" : job.total;
-    if (job.state === "running") return `running ${job.done}/${total} ${job.current || ""}`;
+    if (job.state === "running") {
+      const rate = job.rate ? ` · ${job.rate >= 10 ? Math.round(job.rate) : job.rate.toFixed(1)}/s` : "";
+      const eta = job.total ? ` · ETA ${duration(job.eta_s)}` : "";
+      return `running ${job.done}/${total}${rate}${eta} ${job.current || ""}`;
+    }
     if (job.state === "done") return `done: ${job.summary || ""}`;
     if (job.state === "failed") return `failed: ${job.error || ""}`;
     return job.state;
@@ -262,7 +272,142 @@
     } catch (error) { failed(list, error); }
   }
 
+  // --- tabs -----------------------------------------------------------------------------------
+  function showTab(name) {
+    for (const tab of ["overview", "knowledge"]) {
+      document.getElementById(tab).hidden = tab !== name;
+      document.getElementById(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
+    }
+    if (name === "knowledge") { loadDocuments(); loadUploads(); }
+  }
+  document.getElementById("tab-overview").addEventListener("click", () => { history.replaceState(null, "", "#overview"); showTab("overview"); });
+  document.getElementById("tab-knowledge").addEventListener("click", () => { history.replaceState(null, "", "#knowledge"); showTab("knowledge"); });
+  document.getElementById("to-knowledge").addEventListener("click", (event) => { event.preventDefault(); history.replaceState(null, "", "#knowledge"); showTab("knowledge"); });
+
+  // --- knowledge: documents -------------------------------------------------------------------
+  const docBody = document.querySelector("#documents tbody");
+  const docSearch = document.getElementById("doc-search");
+  const docSource = document.getElementById("doc-source");
+  const detail = document.getElementById("document-detail");
+  const listSection = document.getElementById("documents-section");
+  let searchTimer = null;
+
+  function day(iso) { return iso ? iso.slice(0, 10) : ""; }
+
+  async function loadDocuments() {
+    const params = new URLSearchParams({ q: docSearch.value, source: docSource.value, limit: "200" });
+    try {
+      const data = await api("GET", `/api/admin/documents?${params}`);
+      document.getElementById("documents-totals").textContent =
+        `${data.all} documents, ${data.chunks} passages the bot can cite, from ${data.sources.length} source${data.sources.length === 1 ? "" : "s"}.`;
+      const chosen = docSource.value;
+      docSource.replaceChildren(el("option", { value: "" }, "All sources"), ...data.sources.map((s) => el("option", { value: s, selected: s === chosen }, s)));
+      const more = document.getElementById("documents-more");
+      more.hidden = data.total <= data.documents.length;
+      more.textContent = `Showing ${data.documents.length} of ${data.total}: search to narrow the list.`;
+      docBody.replaceChildren(...(data.documents.length ? data.documents.map((d) => {
+        const remove = el("button", {
+          type: "button", class: "remove", "data-doc": d.doc_id,
+          onclick: async () => {
+            if (!confirm(`Remove "${d.title}" from what the bot knows? (supportbot rollback brings it back)`)) return;
+            remove.disabled = true;
+            try { await api("DELETE", `/api/admin/documents?doc_id=${encodeURIComponent(d.doc_id)}`, undefined, cfg.csrf); }
+            catch (error) { alert(`Could not remove it: ${error.message}`); }
+            loadDocuments();
+          },
+        }, "Remove");
+        return el("tr", { "data-doc": d.doc_id },
+          el("td", {}, el("button", { type: "button", class: "link open-doc", title: d.doc_id, onclick: () => openDocument(d.doc_id) }, d.title)),
+          el("td", {}, d.source), el("td", {}, d.access.join(", ")), el("td", {}, day(d.updated_at)),
+          el("td", {}, d.chunks), el("td", { title: d.last_ingest || "" }, ago(d.last_ingest)), el("td", {}, remove));
+      }) : [el("tr", {}, el("td", { colspan: 7, class: "hint" }, data.all ? "No document matches." : "Nothing ingested yet: drop files above, or run supportbot ingest PATH."))]));
+    } catch (error) {
+      docBody.replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "error" }, `Could not load the documents: ${error.message}`)));
+    }
+  }
+
+  async function openDocument(docId) {
+    try {
+      const data = await api("GET", `/api/admin/documents/chunks?doc_id=${encodeURIComponent(docId)}`);
+      const d = data.document;
+      document.getElementById("detail-title").textContent = d.title;
+      document.getElementById("detail-meta").replaceChildren(
+        `${d.doc_id} · source ${d.source} · access ${d.access.join(", ")} · ${d.chunks} passages`,
+        d.url && /^https?:\/\//i.test(d.url) ? el("span", {}, " · ", el("a", { href: d.url, target: "_blank", rel: "noopener noreferrer" }, "open the original")) : null);
+      document.getElementById("detail-chunks").replaceChildren(...data.chunks.map((c) => {
+        const context = c.embedded.slice(0, Math.max(0, c.embedded.length - c.text.length)).trim();
+        return el("li", { class: "chunk" }, context ? el("div", { class: "context" }, context) : null, el("div", { class: "text" }, c.text));
+      }));
+      listSection.hidden = true;
+      detail.hidden = false;
+    } catch (error) {
+      alert(`Could not open the document: ${error.message}`);
+    }
+  }
+  document.getElementById("detail-close").addEventListener("click", () => { detail.hidden = true; listSection.hidden = false; });
+  docSearch.addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(loadDocuments, 200); });
+  docSource.addEventListener("change", loadDocuments);
+  document.getElementById("documents-form").addEventListener("submit", (event) => { event.preventDefault(); loadDocuments(); });
+
+  // --- knowledge: uploads ---------------------------------------------------------------------
+  const uploadList = document.getElementById("uploads");
+  const dropzone = document.getElementById("dropzone");
+  let uploadsTimer = null;
+  let maxFileMb = null;
+
+  function uploadRow(name, state, text) {
+    return el("li", { class: `upload st-${state}`, "data-name": name }, name, el("span", { class: "state" }, text));
+  }
+
+  async function loadUploads() {
+    clearTimeout(uploadsTimer);
+    try {
+      const data = await api("GET", "/api/admin/uploads");
+      maxFileMb = data.max_file_mb;
+      const local = [...uploadList.querySelectorAll("li.local")];
+      uploadList.replaceChildren(...local, ...data.uploads.map((u) => uploadRow(u.name, u.job.state, progress(u.job) || u.job.state)));
+      const busy = data.uploads.some((u) => !["done", "failed", "unknown"].includes(u.job.state));
+      if (busy) uploadsTimer = setTimeout(loadUploads, 1000);
+      if (data.uploads.some((u) => u.job.state === "done")) loadDocuments();
+    } catch (error) {
+      uploadList.replaceChildren(el("li", { class: "error" }, `Could not load the uploads: ${error.message}`));
+    }
+  }
+
+  async function uploadFiles(files) {
+    for (const file of files) {
+      if (maxFileMb !== null && file.size > maxFileMb * 1024 * 1024) {
+        uploadList.prepend(el("li", { class: "upload st-failed local" }, file.name, el("span", { class: "state" }, `larger than the ${maxFileMb} MB limit`)));
+        continue;
+      }
+      try {
+        const response = await fetch(`/api/admin/uploads/${encodeURIComponent(file.name)}`, {
+          method: "PUT", body: file, credentials: "same-origin",
+          headers: { "Content-Type": "application/octet-stream", "X-CSRF-Token": cfg.csrf },
+        });
+        if (!response.ok) {
+          let detail = `HTTP ${response.status}`;
+          try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
+          uploadList.prepend(el("li", { class: "upload st-failed local" }, file.name, el("span", { class: "state" }, `failed: ${detail}`)));
+        }
+      } catch (error) {
+        uploadList.prepend(el("li", { class: "upload st-failed local" }, file.name, el("span", { class: "state" }, `failed: ${error.message}`)));
+      }
+    }
+    loadUploads();
+  }
+
+  document.getElementById("upload-input").addEventListener("change", (event) => { uploadFiles([...event.target.files]); event.target.value = ""; });
+  dropzone.addEventListener("dragover", (event) => { event.preventDefault(); dropzone.classList.add("over"); });
+  dropzone.addEventListener("dragleave", () => dropzone.classList.remove("over"));
+  dropzone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    dropzone.classList.remove("over");
+    uploadFiles([...event.dataTransfer.files]);
+  });
+
   document.getElementById("show-reviewed").addEventListener("change", loadQueue);
+  showTab(location.hash === "#knowledge" ? "knowledge" : "overview");
   loadSummary();
   loadSources();
   loadGaps();

@@ -173,7 +173,7 @@
           status.textContent = `Could not record the vote: ${error.message}`;
         }
       },
-    }, emoji);
+    }, el("span", { "aria-hidden": "true" }, emoji), ` ${label}`);  // words too: emoji fonts are not everywhere
     return el("div", { class: "votes" },
       make("up", "Helpful", "👍"), make("down", "Not helpful", "👎"), status);
   }
