@@ -30,13 +30,20 @@ def write(root: Path, rel: str, data: str | bytes) -> Path:
     return path
 
 
-def outcomes(items: list[Document | SourceError]) -> tuple[list[str], dict[str, str], dict[str, str]]:
-    docs = [i.id for i in items if isinstance(i, Document)]
+def outcomes(items: list[Document | SourceError], root: Path | None = None) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    docs = [f"{i.source}:{_relative(i.url, root)}" for i in items if isinstance(i, Document)]
     skipped = {Path(i.path).name: i.reason for i in items if isinstance(i, SourceSkipped)}
     failed = {
         Path(i.path).name: i.reason for i in items if isinstance(i, SourceError) and not isinstance(i, SourceSkipped)
     }
     return docs, skipped, failed
+
+
+def _relative(url: str, root: Path | None) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    path = Path(unquote(urlsplit(url).path))
+    return path.relative_to(root).as_posix() if root is not None else path.name
 
 
 def test_text_files_without_a_text_extension_are_read_by_content(tmp_path: Path) -> None:
@@ -48,7 +55,7 @@ def test_text_files_without_a_text_extension_are_read_by_content(tmp_path: Path)
     assert file_kind(page) == "html"
     assert file_kind(blob) is None
     assert file_kind(write(tmp_path, "logo.png", "not really a png")) is None  # a known binary type
-    docs, skipped, failed = outcomes(list(iter_documents([tmp_path], source="kb", max_bytes=MB)))
+    docs, skipped, failed = outcomes(list(iter_documents([tmp_path], source="kb", max_bytes=MB)), tmp_path)
     assert {"kb:README.Debian", "kb:git-p4.README"} <= set(docs)
     assert skipped == {"data.bin2": "unsupported file type .bin2", "logo.png": "unsupported file type .png"}
     assert failed == {}
@@ -59,7 +66,7 @@ def test_skipped_and_failed_are_told_apart_with_reasons(tmp_path: Path) -> None:
     write(tmp_path, "empty.txt", "")
     write(tmp_path, "logo.png", b"\x89PNG\r\n\x00")
     write(tmp_path, "broken.pdf", b"%PDF-1.4 nope")
-    docs, skipped, failed = outcomes(list(iter_documents([tmp_path], source="kb", max_bytes=MB)))
+    docs, skipped, failed = outcomes(list(iter_documents([tmp_path], source="kb", max_bytes=MB)), tmp_path)
     assert docs == ["kb:a.md"]
     assert skipped == {"empty.txt": "empty file", "logo.png": "unsupported file type .png"}
     assert list(failed) == ["broken.pdf"] and failed["broken.pdf"].startswith("not a readable PDF")
@@ -78,7 +85,7 @@ def test_include_and_exclude_patterns(tmp_path: Path) -> None:
         "guide.md": "",
         "notes.txt": "not matched by --include",
     }
-    docs, skipped, _ = outcomes(list(iter_documents([tmp_path], source="kb", max_bytes=MB, select=select)))
+    docs, skipped, _ = outcomes(list(iter_documents([tmp_path], source="kb", max_bytes=MB, select=select)), tmp_path)
     assert sorted(docs) == ["kb:api/deep/ref.md", "kb:guide.md"]
     assert skipped == {"drafts": "excluded by --exclude", "notes.txt": "not matched by --include"}
 
@@ -92,7 +99,7 @@ def test_gitignore_style_ignore_files_apply_below_their_folder(tmp_path: Path) -
     write(tmp_path, "sub/private.md", "# Private\n\nSecret plans.\n")
     write(tmp_path, "sub/keep.md", "# Keep\n\nKept.\n")
     write(tmp_path, "other/private.md", "# Other\n\nNot under sub, so not ignored.\n")
-    docs, skipped, _ = outcomes(list(iter_documents([tmp_path], source="kb", max_bytes=MB)))
+    docs, skipped, _ = outcomes(list(iter_documents([tmp_path], source="kb", max_bytes=MB)), tmp_path)
     assert sorted(docs) == ["kb:a.md", "kb:other/private.md", "kb:sub/keep.md"]
     assert skipped == {
         "build": "ignored by .gitignore",
@@ -100,7 +107,7 @@ def test_gitignore_style_ignore_files_apply_below_their_folder(tmp_path: Path) -
         "private.md": "ignored by .supportbotignore",
     }
     none = FileSelection(ignore_files=())
-    all_docs, _, _ = outcomes(list(iter_documents([tmp_path], source="kb", max_bytes=MB, select=none)))
+    all_docs, _, _ = outcomes(list(iter_documents([tmp_path], source="kb", max_bytes=MB, select=none)), tmp_path)
     assert "kb:build/out.md" in all_docs and "kb:sub/private.md" in all_docs
 
 
@@ -192,7 +199,7 @@ def test_cli_ingest_progress_summary_and_report(tmp_path: Path) -> None:
     assert "failed" in run.stderr and "broken.pdf: not a readable PDF" in run.stderr
     assert "skipped 4:" in run.stderr and "unsupported file type .png" in run.stderr
     body = json.loads(report.read_text())
-    assert sorted(body["added"]) == ["local:README.Debian", "local:vpn.md"]
+    assert sorted(a.rsplit("/", 1)[-1] for a in body["added"]) == ["README.Debian", "vpn.md"]
     reasons = {Path(s["path"]).name: s["reason"] for s in body["skipped"]}
     assert reasons == {
         "drafts": "excluded by --exclude",

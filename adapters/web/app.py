@@ -105,5 +105,6 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     # Added last, so it runs first: oversized bodies are refused before any route reads them.
     per_path = {**BODY_LIMITS_PER_PATH, UPLOAD_PATH: int(settings.max_file_mb * 1024 * 1024)}
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, per_path=per_path)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, per_path=per_path,
+                       settings={UPLOAD_PATH: "SUPPORTBOT_MAX_FILE_MB"})
     return app

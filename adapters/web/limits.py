@@ -26,10 +26,19 @@ class RequestTooLarge(Exception):
 class BodySizeLimit:
     """413 for request bodies over ``max_bytes`` (or the longest matching ``per_path`` prefix's limit)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, per_path: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        per_path: Mapping[str, int] | None = None,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.per_path = dict(per_path or {})
+        # path prefix -> the setting that raises its limit (named in the 413; default
+        # SUPPORTBOT_MAX_REQUEST_BYTES)
+        self.settings = dict(settings or {})
 
     def limit_for(self, path: str) -> int:
         """The body limit for a request to ``path``."""
@@ -39,17 +48,26 @@ class BodySizeLimit:
                 best, limit = len(prefix), value
         return limit
 
+    def setting_for(self, path: str) -> str:
+        """The setting an operator changes to raise the limit for ``path``."""
+        best, name = -1, "SUPPORTBOT_MAX_REQUEST_BYTES"
+        for prefix, value in self.settings.items():
+            if path.startswith(prefix) and len(prefix) > best:
+                best, name = len(prefix), value
+        return name
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope.get("path", ""))
+        too_large = _too_large(limit, self.setting_for(scope.get("path", "")))
         declared = _content_length(scope)
         if declared == -1:
             await _reply(send, 400, "the Content-Length header is not a number")
             return
         if declared is not None and declared > limit:
-            await _reply(send, 413, _too_large(limit))
+            await _reply(send, 413, too_large)
             return
 
         received = 0
@@ -63,7 +81,7 @@ class BodySizeLimit:
                 received += len(message.get("body", b""))
                 if received > limit:
                     exceeded = True
-                    raise RequestTooLarge(_too_large(limit))
+                    raise RequestTooLarge(too_large)
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -73,7 +91,7 @@ class BodySizeLimit:
                 # client gets the 413 that explains it.
                 if message["type"] == "http.response.start" and not started:
                     started = True
-                    await _reply(send, 413, _too_large(limit))
+                    await _reply(send, 413, too_large)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -85,7 +103,7 @@ class BodySizeLimit:
             if not exceeded:
                 raise
             if not started:
-                await _reply(send, 413, _too_large(limit))
+                await _reply(send, 413, too_large)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -100,11 +118,8 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _too_large(limit: int) -> str:
-    return (
-        f"the request body is larger than this server accepts ({limit:,} bytes; "
-        "the operator can raise SUPPORTBOT_MAX_REQUEST_BYTES)"
-    )
+def _too_large(limit: int, setting: str) -> str:
+    return f"the request body is larger than this server accepts ({limit:,} bytes; the operator can raise {setting})"
 
 
 async def _reply(send: Send, status: int, detail: str) -> None:
