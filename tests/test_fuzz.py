@@ -102,8 +102,35 @@ interactions = st.builds(
 )
 
 
+class _Collector(logging.Handler):
+    """Keeps every record logged while this module runs, from every thread.
+
+    pytest's ``caplog`` holds only the current test's records, so a separate test that
+    checked it after the fuzzing could never see a listener's error; this handler spans the
+    module (it is installed before the app serves its first request)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory, slack: FakeSlack, redis_url: str) -> Iterator[str]:
+def module_log() -> Iterator[_Collector]:
+    collector = _Collector()
+    root = logging.getLogger()
+    root.addHandler(collector)
+    try:
+        yield collector
+    finally:
+        root.removeHandler(collector)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory, slack: FakeSlack, redis_url: str,
+            module_log: _Collector) -> Iterator[str]:
     root: Path = tmp_path_factory.mktemp("fuzz")
     (root / "docs").mkdir()
     (root / "docs" / "pw.md").write_text("# Password\n\nTo reset your password open id.example.com.\n")
@@ -134,15 +161,15 @@ def _post_slack(http: httpx.Client, url: str, body: str, kind: str) -> httpx.Res
                      headers=signed_headers(SIGNING, body, content_type=kind))
 
 
-def _no_unhandled_errors(caplog: pytest.LogCaptureFixture) -> None:
-    bad = [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info
+def _no_unhandled_errors(records: list[logging.LogRecord]) -> None:
+    bad = [r for r in records if r.levelno >= logging.ERROR and r.exc_info
            and not r.getMessage().startswith(("Slack ", "answering Slack message"))]
     assert bad == [], [r.getMessage() for r in bad]
 
 
 @FUZZ
 @given(payload=st.one_of(slack_events, json_values))
-def test_fuzz_slack_events(http: httpx.Client, app_url: str, payload: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_fuzz_slack_events(http: httpx.Client, app_url: str, payload: Any) -> None:
     try:
         body = json.dumps(payload)
     except ValueError:
@@ -166,9 +193,10 @@ def test_fuzz_slack_interactivity(http: httpx.Client, app_url: str, payload: Any
     assert _post_slack(http, app_url, body, "application/x-www-form-urlencoded").status_code < 500
 
 
-def test_fuzz_slack_left_no_unhandled_listener_errors(slack: FakeSlack, caplog: pytest.LogCaptureFixture) -> None:
-    """Listener errors go to @app.error (one line, no payload); here: nothing else blew up."""
-    _no_unhandled_errors(caplog)
+def test_fuzz_slack_left_no_unhandled_listener_errors(module_log: _Collector) -> None:
+    """Listener errors go to @app.error (one line, no payload); here: nothing else blew up
+    during the Slack fuzz tests above (the module-wide collector saw every record)."""
+    _no_unhandled_errors(module_log.records)
 
 
 teams_activities = st.builds(
@@ -187,8 +215,7 @@ teams_activities = st.builds(
 
 @FUZZ
 @given(activity=st.one_of(teams_activities, json_values))
-def test_fuzz_teams_activities(http: httpx.Client, app_url: str, connector: FakeConnector, activity: Any,
-                               caplog: pytest.LogCaptureFixture) -> None:
+def test_fuzz_teams_activities(http: httpx.Client, app_url: str, connector: FakeConnector, activity: Any) -> None:
     if isinstance(activity, dict):
         activity["serviceUrl"] = connector.service_url  # replies go to the fake, never elsewhere
     try:
@@ -200,11 +227,12 @@ def test_fuzz_teams_activities(http: httpx.Client, app_url: str, connector: Fake
     assert response.status_code < 500 or (is_invoke and response.status_code == 501), response.text
 
 
-def test_fuzz_teams_background_turns_did_not_fail(caplog: pytest.LogCaptureFixture) -> None:
+def test_fuzz_teams_background_turns_did_not_fail(module_log: _Collector) -> None:
     time.sleep(1.0)  # let the last background turns finish
-    failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("teams:") and "failed" in
+    failed = [r.getMessage() for r in module_log.records if r.getMessage().startswith("teams:") and "failed" in
               r.getMessage() and r.exc_info]
     assert failed == []
+    _no_unhandled_errors(module_log.records)
 
 
 # -- loaders by content type ------------------------------------------------------------------------

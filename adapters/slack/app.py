@@ -580,18 +580,22 @@ class SlackBot:
                 Question(text=text, asker=user, platform=Platform.SLACK, conversation=channel, groups=groups)
             )
             message = render_answer(answer, extra_actions=[share_button(answer.id)])[0]
-            respond(
-                text=message.text,
-                blocks=list(message.blocks),
-                response_type="ephemeral",
-                replace_original=True,
-            )
         except Exception:
             log.exception("/ask failed")
-            try:
-                respond(text=FAILURE_TEXT, response_type="ephemeral", replace_original=True)
-            except Exception as exc:  # noqa: BLE001 - nothing more we can do; it is logged
-                log.error("could not report the /ask failure: %s", type(exc).__name__)
+            self._respond_quietly(respond, text=FAILURE_TEXT, response_type="ephemeral", replace_original=True)
+            return
+        # Delivery through the command's response_url is Slack's side: a failure there is one
+        # line in the log, not an answering error with a traceback.
+        self._respond_quietly(
+            respond, text=message.text, blocks=list(message.blocks), response_type="ephemeral", replace_original=True
+        )
+
+    @staticmethod
+    def _respond_quietly(respond: Respond, **message: Any) -> None:
+        try:
+            respond(**message)
+        except Exception as exc:  # noqa: BLE001 - nothing more we can do; it is logged
+            log.error("could not deliver the /ask reply: %s", type(exc).__name__)
 
     def _on_share(self, ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         ack()

@@ -97,6 +97,10 @@ def teams_router(
             return Response(status_code=400)
         if not isinstance(activity, dict) or not isinstance(activity.get("type"), str):
             return Response(status_code=400)
+        if missing := _missing_parties(activity):
+            # Nothing can be replied to (or attributed) without these: refuse before any turn runs.
+            log.warning("Teams: refused an activity without %s", missing)
+            return Response(status_code=400)
         try:
             auth = await gateway.authenticate(request.headers.get("authorization"), activity)
         except UnendorsedServiceUrl as exc:
@@ -122,3 +126,13 @@ def teams_router(
         return Response(status_code=201)
 
     return router
+
+
+def _missing_parties(activity: dict[str, Any]) -> str:
+    """The first of ``conversation``, ``from`` and ``recipient`` that is not an object with a string
+    ``id`` (every Bot Framework channel sends all three), or ""."""
+    for key in ("conversation", "from", "recipient"):
+        party = activity.get(key)
+        if not isinstance(party, dict) or not isinstance(party.get("id"), str) or not party["id"]:
+            return f"{key}.id"
+    return ""
