@@ -105,7 +105,7 @@ def test_sync_scope_and_a_failed_file_keep_documents(tmp_path: Path) -> None:
         )
 
     assert len(ingest(team_a, team_b).added) == 3
-    (team_b / "faq.md").write_bytes(b"")  # now fails to load: kept, not removed
+    (team_b / "faq.md").write_bytes(b"<!-- -->")  # now fails to load ("no text found"): kept, not removed
     report = ingest(team_b, sync=True)
     assert report.removed == () and len(report.failed) == 1
     (team_b / "faq.md").unlink()

@@ -75,7 +75,9 @@ def test_memory_limiter_counts_per_key_in_fixed_windows() -> None:
 
 
 def test_throttle_limits_users_and_conversations_and_says_so_politely() -> None:
-    throttle = Throttle(MemoryRateLimiter(), RateLimits(questions_per_user=Limit(2, 60),
+    # A fixed clock at the start of an hour: windows are aligned to the clock, so with the real
+    # one the wait left near the end of an hour is seconds, not minutes (this failed at 05:59:48).
+    throttle = Throttle(MemoryRateLimiter(clock=lambda: 1_800_000_000.0), RateLimits(questions_per_user=Limit(2, 60),
                                                         questions_per_conversation=Limit(2, 60),
                                                         ingests_per_user=Limit(1, 3600)))
     throttle.question("slack", "U1", "C1")
