@@ -9,11 +9,21 @@ of their paraphrases through the real answer service, and each answer is voted �
 cited passage is relevant by qrels and 👎 when none is. Then nDCG@10 is measured on the other
 half of the paraphrases of the same questions (it must rise) and on the questions of the
 groups that got no votes (it must not fall by more than 0.01).
+
+Verified answers (issue 17; stackfaq, whose groups are paraphrases of one FAQ question): a fifth
+of the groups become knowledge gaps — their FAQ entries are left out of the corpus. Half of each
+gap's paraphrases are asked in a Slack thread through the real answer service (declined, or
+voted 👎 when a neighbouring entry was cited), then an "expert" replies with the entry's text and
+marks the reply through the real ``VerifiedService``. ``verified_answer_hit_rate`` is the share of
+the other, held-out paraphrases answered with that verified answer cited (target >= 0.85). The
+unrelated groups' nDCG@10 is measured before the votes and after both the votes and the
+verified answers (``ndcg_unrelated_after`` must stay within 0.01 of ``ndcg_unrelated_before``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import tempfile
 from collections import defaultdict
@@ -25,8 +35,12 @@ from _common import EVALDATA, emit, log  # noqa: I001
 from adapters.factory import Services
 from adapters.settings import Settings
 from bot.evaluation import EvalQuery, doc_ranking, load_queries, ndcg_at
-from bot.types import Feedback, Platform, Question, SearchFilters, Vote
+from bot.types import Decision, Feedback, Platform, Question, SearchFilters, Vote
+from bot.verified import ExpertReply
 from knowledge.loaders import iter_documents
+
+EXPERT = "UEXPERT"
+GAP_SHARE = 0.2  # the share of stackfaq's groups made into knowledge gaps
 
 
 def groups_of(name: str, queries: list[EvalQuery]) -> list[list[EvalQuery]]:
@@ -49,14 +63,68 @@ def ndcg(services: Services, queries: list[EvalQuery]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def corpus_text(dataset: Path) -> dict[str, str]:
+    with (dataset / "corpus.jsonl").open(encoding="utf-8") as fh:
+        return {str(d["_id"]): str(d["text"]) for d in map(json.loads, fh) if d}
+
+
+def ask_gaps(services: Services, gaps: list[list[EvalQuery]], rng: random.Random) -> list[tuple[str, list[EvalQuery]]]:
+    """Ask half of each gap's paraphrases in its own Slack thread; the expert answers and marks
+    the reply. Returns (verified doc id, held-out paraphrases) per gap that got a verified answer."""
+    out = []
+    for n, g in enumerate(gaps):
+        g = sorted(g, key=lambda q: q.id)
+        rng.shuffle(g)
+        asked, heldout = g[: max(1, len(g) // 2)], g[max(1, len(g) // 2) :]
+        thread = f"gap{n}"
+        for i, q in enumerate(asked):
+            answer = services.answers.answer(
+                Question(q.text, asker=f"asker{n}-{i}", platform=Platform.SLACK, conversation="CBENCH", thread=thread)
+            )
+            if answer.decision == Decision.ANSWERED:  # it cited a neighbouring entry: the asker says 👎
+                services.answers.record_feedback(Feedback(answer.id, f"asker{n}-{i}", Platform.SLACK, Vote.DOWN))
+        text = services_text[min(d for q in g for d in q.relevant)]
+        reply = ExpertReply(
+            Platform.SLACK, "CBENCH", thread, f"{thread}.reply", EXPERT, "expert", text, url=f"https://slack.example/{thread}"
+        )
+        result = services.verified.mark(reply, EXPERT)
+        if result.verified is None:
+            log(f"gap {n} not marked: {result.text}")
+            continue
+        out.append((result.verified.doc_id, heldout))
+    return out
+
+
+def hit_rate(services: Services, verified: list[tuple[str, list[EvalQuery]]]) -> tuple[float, int]:
+    hits = total = 0
+    for doc_id, heldout in verified:
+        for i, q in enumerate(heldout):
+            answer = services.answers.answer(Question(q.text, asker=f"later{i}", platform=Platform.WEB))
+            total += 1
+            hits += answer.decision == Decision.ANSWERED and any(c.doc_id == doc_id for c in answer.citations)
+    return (hits / total if total else 0.0), total
+
+
+services_text: dict[str, str] = {}
+
+
 def run_set(name: str, seed: int = 13, sweep: bool = False) -> dict[str, float | int]:
     dataset = EVALDATA / name
     with tempfile.TemporaryDirectory(prefix="supportbot-bench-") as tmp:
-        services = Services(Settings(data_dir=Path(tmp), _env_file=None))  # type: ignore[call-arg]
-        services.ingestor.ingest(iter_documents([dataset / "corpus.jsonl"], source="eval", max_bytes=1 << 31), source="eval")
+        settings = Settings(data_dir=Path(tmp), experts={"slack:*": [EXPERT]}, _env_file=None)  # type: ignore[call-arg]
+        services = Services(settings)
         groups = groups_of(name, load_queries(dataset))
         rng = random.Random(seed)
         rng.shuffle(groups)
+        gaps: list[list[EvalQuery]] = []
+        removed: set[str] = set()
+        if name == "stackfaq":
+            gaps = groups[: int(len(groups) * GAP_SHARE)]
+            removed = {d for g in gaps for q in g for d in q.relevant}
+            groups = [g for g in groups[len(gaps) :] if not any(q.relevant & removed for q in g)]
+            services_text.update(corpus_text(dataset))
+        docs = iter_documents([dataset / "corpus.jsonl"], source="eval", max_bytes=1 << 31)
+        services.ingestor.ingest((d for d in docs if getattr(d, "id", None) not in removed), source="eval")
         voted, unrelated = groups[: len(groups) // 2], groups[len(groups) // 2 :]
         vote_half, heldout = [], []
         for g in voted:
@@ -79,6 +147,15 @@ def run_set(name: str, seed: int = 13, sweep: bool = False) -> dict[str, float |
                 Feedback(answer.id, f"user{i}", Platform.WEB, Vote.UP if good else Vote.DOWN)
             )
         services.feedback_ranker.refresh(force=True)
+        verified = ask_gaps(services, gaps, rng) if gaps else []
+        if sweep and verified:
+            default_v = services.verified_ranker.config
+            half = len(verified) // 2
+            for sim in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85):
+                services.verified_ranker.config = replace(default_v, min_similarity=sim)
+                log(f"{name} verified sim>={sim}: hit rate A {hit_rate(services, verified[:half])[0]:.3f}"
+                    f" B {hit_rate(services, verified[half:])[0]:.3f} unrelated {ndcg(services, unrelated_qs):.4f}")
+            services.verified_ranker.config = default_v
         if sweep:
             default = services.feedback_ranker.config
             for sim in (0.5, 0.6, 0.7, 0.75):
@@ -97,6 +174,10 @@ def run_set(name: str, seed: int = 13, sweep: bool = False) -> dict[str, float |
             "heldout_queries": len(heldout),
             "unrelated_queries": len(unrelated_qs),
         }
+        if verified:
+            rate, asked = hit_rate(services, verified)
+            figures.update(verified_answer_hit_rate=round(rate, 4), verified_answers=len(verified),
+                           verified_heldout_queries=asked, gap_groups=len(gaps))
         log(name, figures)
         return figures
 
@@ -118,6 +199,12 @@ def main() -> None:
     ):
         total = sum(float(f[weight_key]) for f in per_set.values())
         figures[key] = round(sum(float(f[key]) * float(f[weight_key]) for f in per_set.values()) / total, 4)
+    rated = [f for f in per_set.values() if "verified_answer_hit_rate" in f]
+    if rated:
+        total = sum(float(f["verified_heldout_queries"]) for f in rated)
+        figures["verified_answer_hit_rate"] = round(
+            sum(float(f["verified_answer_hit_rate"]) * float(f["verified_heldout_queries"]) for f in rated) / total, 4
+        )
     figures["sets"] = per_set
     emit("feedback", figures, args.json)
 
