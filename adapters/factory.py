@@ -369,7 +369,7 @@ class Services:
 
         config = VerifiedRankConfig(min_similarity=self.settings.verified_min_similarity)
         store = self.verified_store
-        return VerifiedRanker(lambda: store.list(with_uses=False), self.embedder, self.index, config)
+        return VerifiedRanker(lambda: store.records(with_uses=False), self.embedder, self.index, config)
 
     @cached_property
     def verified(self) -> VerifiedService:

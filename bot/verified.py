@@ -154,6 +154,14 @@ class VerifiedAnswer:
             return False
         return self.review_by is None or _aware(self.review_by) > now
 
+    @property
+    def access(self) -> tuple[str, ...]:
+        """Who may see it: the conversation's groups beyond ``public`` (every viewer has ``public``,
+        so an answer from a channel with more access is only visible where that access is);
+        ``public`` when the conversation had no more."""
+        extra = sorted(self.groups - {PUBLIC})
+        return tuple(extra) if extra else (PUBLIC,)
+
     def document(self) -> Document:
         """The document ingested for it: title = the question, heading = the badge, text = the answer."""
         stamp = self.updated_at or self.created_at
@@ -171,7 +179,7 @@ class VerifiedAnswer:
             url=self.url,
             content_hash=digest,
             updated_at=stamp,
-            access=tuple(sorted(self.groups)) or (PUBLIC,),
+            access=self.access,
         )
 
 
@@ -222,7 +230,7 @@ class ThreadAnswer:
 class VerifiedStore(Protocol):
     """Keeps verified answers, and reads what marking needs from the stored answers.
 
-    ``save`` is idempotent by id (a later save replaces). ``list`` gives every answer, newest
+    ``save`` is idempotent by id (a later save replaces). ``records`` gives every answer, newest
     first, with ``uses`` counted (answers that cited it). ``thread_answers`` gives the bot's
     answers in one thread, newest first; ``declined_questions`` the newest declined questions
     as (answer id, question, asked at); ``answer_with_votes`` one answer with its 👎 count. Raises ProviderUnavailable when the database is down.
@@ -232,7 +240,7 @@ class VerifiedStore(Protocol):
 
     def get(self, verified_id: str) -> VerifiedAnswer | None: ...
 
-    def list(self, include_removed: bool = False) -> list[VerifiedAnswer]: ...
+    def records(self, include_removed: bool = False) -> list[VerifiedAnswer]: ...
 
     def thread_answers(self, platform: str, conversation: str, thread: str) -> list[ThreadAnswer]: ...
 
@@ -326,6 +334,12 @@ class VerifiedService:
             return NOT_EXPERT_TEXT
         return answer_this_text(platform)
 
+    def awaits_answer(self, platform: Platform, conversation: str, thread: str) -> bool:
+        """Whether the thread's newest bot answer was declined or got a 👎 (an expert's reply there
+        is an answer, not a question for the bot)."""
+        found = self.store.thread_answers(platform.value, conversation, thread)
+        return bool(found) and found[0].needs_answer
+
     # -- marking -----------------------------------------------------------------------------------
     def mark(self, reply: ExpertReply, marker: str, *, marker_is_admin: bool = False) -> MarkResult:
         """Turn ``reply`` into a verified answer if ``marker`` may and the thread needs one."""
@@ -403,8 +417,9 @@ class VerifiedService:
             self.on_change()
 
     # -- admin ---------------------------------------------------------------------------------------
-    def list(self, include_removed: bool = False) -> list[VerifiedAnswer]:
-        return self.store.list(include_removed)
+    def records(self, include_removed: bool = False) -> list[VerifiedAnswer]:
+        """Every verified answer, newest first, with how often each was cited."""
+        return self.store.records(include_removed)
 
     def edit(
         self, verified_id: str, *, text: str | None = None, question: str | None = None,

@@ -72,7 +72,7 @@ class SqlVerifiedStore:
             row = conn.execute(sa.select(verified_answers).where(verified_answers.c.id == verified_id)).first()
         return None if row is None else _verified(row)
 
-    def list(self, include_removed: bool = False, *, with_uses: bool = True) -> list[VerifiedAnswer]:
+    def records(self, include_removed: bool = False, *, with_uses: bool = True) -> list[VerifiedAnswer]:
         query = sa.select(verified_answers).order_by(verified_answers.c.created_at.desc())
         if not include_removed:
             query = query.where(verified_answers.c.removed == sa.false())
