@@ -5,9 +5,11 @@
 ``POST /api/admin/verified/{id}/expire`` sets the review date to now (no longer cited);
 ``DELETE /api/admin/verified/{id}`` removes it from the index. Changes need the CSRF token.
 The logic is the core's (``bot.verified.VerifiedService``); this only translates HTTP.
+
+(No ``from __future__ import annotations`` here: FastAPI must resolve the local ``admin``
+dependency aliases at definition time.)
 """
 
-from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
