@@ -166,10 +166,12 @@ class Services:
 
     @cached_property
     def answers(self) -> AnswerService:
+        from bot.verified import VerifiedFirst
+
         fallback = None if isinstance(self.generator, ExtractiveGenerator) else ExtractiveGenerator()
         return AnswerService(
             self.retriever,
-            self.generator,
+            VerifiedFirst(self.generator, self.verified_ranker),
             self.resilient_answer_store,
             policy=self.decline_policy,
             fallback=fallback,

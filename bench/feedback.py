@@ -104,13 +104,20 @@ def ask_gaps(services: Services, gaps: list[list[EvalQuery]], rng: random.Random
     return out
 
 
-def hit_rate(services: Services, verified: list[tuple[str, list[EvalQuery]]]) -> tuple[float, int]:
+def hit_rate(
+    services: Services, verified: list[tuple[str, list[EvalQuery]]], verbose: bool = False
+) -> tuple[float, int]:
     hits = total = 0
     for doc_id, heldout in verified:
         for i, q in enumerate(heldout):
             answer = services.answers.answer(Question(q.text, asker=f"later{i}", platform=Platform.WEB))
             total += 1
-            hits += answer.decision == Decision.ANSWERED and any(c.doc_id == doc_id for c in answer.citations)
+            hit = answer.decision == Decision.ANSWERED and any(c.doc_id == doc_id for c in answer.citations)
+            hits += hit
+            if not hit and verbose:
+                top = answer.trace.reranked[0] if answer.trace and answer.trace.reranked else None
+                log(f"miss: {q.text!r} {answer.decision.value}; top {top.doc_id if top else None} "
+                    f"{ {k: round(v, 3) for k, v in (top.scores if top else {}).items()} }")
     return (hits / total if total else 0.0), total
 
 
@@ -190,7 +197,7 @@ def run_set(name: str, seed: int = 13, sweep: bool = False, sweep_verified: bool
             "unrelated_queries": len(unrelated_qs),
         }
         if verified:
-            rate, asked = hit_rate(services, verified)
+            rate, asked = hit_rate(services, verified, verbose=True)
             figures.update(verified_answer_hit_rate=round(rate, 4), verified_answers=len(verified),
                            verified_heldout_queries=asked, gap_groups=len(gaps))
         log(name, figures)

@@ -43,7 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from bot.ports import ChunkIndex, Embedder, Vector
+from bot.ports import ChunkIndex, Embedder, Generation, GenerationRequest, Generator, Vector
 from bot.types import PUBLIC, Answer, Decision, Document, Platform, ScoredChunk, SearchFilters, Section
 
 log = logging.getLogger(__name__)
@@ -520,6 +520,12 @@ class VerifiedRanker:
         with self._lock:
             self._active, self._owners, self._matrix, self._loaded_at = active, [d for d, _ in rows], matrix, now
 
+    def text_of(self, doc_id: str) -> str | None:
+        """The whole text of an active verified answer (its passages may be parts of it)."""
+        with self._lock:
+            found = self._active.get(doc_id)
+        return None if found is None else found.text
+
     def matches(self, query_vector: Vector) -> dict[str, float]:
         """Verified doc id -> its best phrasing's cosine to the query, for those reaching ``min_similarity``."""
         with self._lock:
@@ -565,6 +571,38 @@ class VerifiedRanker:
             promoted.append(ScoredChunk(h.chunk, score, MappingProxyType(scores)))
         rest = [h for h in kept if h.chunk.id not in seen]
         return promoted + rest
+
+
+class VerifiedFirst:
+    """A Generator that answers with the expert's own words when the best passage is a matching
+    verified answer (``scores["verified"]``, set by :class:`VerifiedRanker`), cited [1]; anything
+    else goes to the wrapped generator. An expert's reply says what it says: an extractive
+    quote would only drop the sentences that do not repeat the question's words."""
+
+    def __init__(self, inner: Generator, ranker: VerifiedRanker) -> None:
+        self.inner = inner
+        self.ranker = ranker
+        self.name = inner.name
+
+    def _verified_text(self, request: GenerationRequest) -> str | None:
+        if not request.passages or "verified" not in request.passages[0].scores:
+            return None
+        top = request.passages[0].chunk
+        text = self.ranker.text_of(top.doc_id) or top.text
+        return f"{text.strip()} [1]"
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        text = self._verified_text(request)
+        if text is None:
+            return self.inner.generate(request)
+        return Generation(text, model=self.inner.name)
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        text = self._verified_text(request)
+        if text is None:
+            yield from self.inner.stream(request)
+        else:
+            yield text
 
 
 # -- fine-tuning export ----------------------------------------------------------------------------

@@ -238,6 +238,23 @@ def test_the_use_as_answer_shortcut_and_answer_this_button(
     assert any(v.question == PARKING_Q for v in services.verified.records())
 
 
+def test_a_down_voted_answer_invites_experts_and_their_reply_replaces_it(
+    fake: FakeSlack, http: httpx.Client, app_url: str, services: Services
+) -> None:
+    question = "How long is the password reset link valid?"
+    thread, answered = ask(fake, http, app_url, PUBLIC_CH, question)
+    assert services.answers.get_answer(answered.args["metadata"]["event_payload"]["answer_id"]).decision == Decision.ANSWERED  # type: ignore[union-attr]
+    bot_ts = next(m["ts"] for m in fake.messages[PUBLIC_CH] if m.get("thread_ts") == thread and m.get("bot_id"))
+    react(http, app_url, fake, PUBLIC_CH, bot_ts, user="U7", item_user=BOT_USER, name="-1")
+    invite = fake.wait_for(lambda: next((c for c in fake.calls_to("chat.postMessage") if c.args.get("thread_ts") == thread
+                                         and "Know the answer?" in str(c.args.get("text"))), None), 30)
+    assert ACTION_ANSWER_THIS in json.dumps(invite.args["blocks"])
+    reply_ts = expert_reply(fake, http, app_url, PUBLIC_CH, thread, "The reset link is valid for 30 minutes; ask IT after that.")
+    react(http, app_url, fake, PUBLIC_CH, reply_ts, user=EXPERT)
+    fake.wait_for(lambda: announced(fake, PUBLIC_CH, thread), 60)
+    assert any(v.question == question for v in services.verified.records())
+
+
 def test_a_private_channels_answer_is_not_cited_in_a_public_channel(
     fake: FakeSlack, http: httpx.Client, app_url: str, services: Services
 ) -> None:

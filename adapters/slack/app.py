@@ -499,6 +499,8 @@ class SlackBot:
         answer_id, thread_ts = found
         if not self._record(Feedback(answer_id, user, Platform.SLACK, vote)):
             return
+        if vote == Vote.DOWN and self.verified is not None:
+            self.verified.after_down_vote(self._team({}, context), channel, thread_ts, answer_id)
         try:
             self.client.chat_postEphemeral(
                 channel=channel,
@@ -519,6 +521,10 @@ class SlackBot:
             self._open_modal(body["trigger_id"], answer_id)
         if self._record(Feedback(answer_id, user, Platform.SLACK, vote)):
             self._thank(body, respond, thanks_text(vote))
+            if vote == Vote.DOWN and self.verified is not None:
+                channel = (body.get("channel") or {}).get("id") or ""
+                thread_ts = (body.get("message") or {}).get("thread_ts") or ""
+                self.verified.after_down_vote(str((body.get("team") or {}).get("id", "")), channel, thread_ts, answer_id)
         else:
             self._thank(body, respond, "Sorry, I couldn't record your vote. Please try again later.")
 

@@ -23,6 +23,7 @@ from bot.verified import (
     ExpertReply,
     MarkResult,
     VerifiedService,
+    answer_this_prompt,
 )
 
 if TYPE_CHECKING:
@@ -97,6 +98,20 @@ class SlackVerified:
         except Exception as exc:  # noqa: BLE001 - when unsure, answer the message as before
             log.warning("could not check for an expert reply: %s", type(exc).__name__)
             return False
+
+    def after_down_vote(self, team: str, channel: str, thread_ts: str, answer_id: str) -> None:
+        """After a 👎 on an answer in a channel thread, invite the experts to answer (once per answer)."""
+        if not thread_ts or channel.startswith("D") or not self.bot.state.claim(team, channel, f"answer-this:{answer_id}"):
+            return
+        prompt = answer_this_prompt(Platform.SLACK)
+        blocks = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": prompt}},
+            {"type": "actions", "elements": [answer_this_button(answer_id)]},
+        ]
+        try:
+            self.bot.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=prompt, blocks=blocks)
+        except SlackClientError as exc:
+            log.warning("could not offer 'Answer this' after a 👎: %s", exc)
 
     # -- listeners ----------------------------------------------------------------------------
     def on_check(self, event: dict[str, Any], context: BoltContext) -> None:
