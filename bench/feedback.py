@@ -36,7 +36,7 @@ from adapters.factory import Services
 from adapters.settings import Settings
 from bot.evaluation import EvalQuery, doc_ranking, load_queries, ndcg_at
 from bot.types import Decision, Feedback, Platform, Question, SearchFilters, Vote
-from bot.verified import ExpertReply
+from bot.verified import DOC_PREFIX, ExpertReply
 from knowledge.loaders import iter_documents
 
 EXPERT = "UEXPERT"
@@ -121,6 +121,15 @@ def hit_rate(
     return (hits / total if total else 0.0), total
 
 
+def false_citations(services: Services, queries: list[EvalQuery]) -> float:
+    """The share of ``queries`` (none of them about a verified answer) answered citing one."""
+    wrong = 0
+    for i, q in enumerate(queries):
+        answer = services.answers.answer(Question(q.text, asker=f"other{i}", platform=Platform.WEB))
+        wrong += answer.decision == Decision.ANSWERED and any(c.doc_id.startswith(DOC_PREFIX) for c in answer.citations)
+    return wrong / len(queries) if queries else 0.0
+
+
 services_text: dict[str, str] = {}
 
 
@@ -173,10 +182,12 @@ def run_set(name: str, seed: int = 13, sweep: bool = False, sweep_verified: bool
         if sweep_verified and verified:
             default_v = services.verified_ranker.config
             half = len(verified) // 2
-            for sim in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85):
-                services.verified_ranker.config = replace(default_v, min_similarity=sim)
-                log(f"{name} verified sim>={sim}: hit rate A {hit_rate(services, verified[:half])[0]:.3f}"
-                    f" B {hit_rate(services, verified[half:])[0]:.3f} unrelated {ndcg(services, unrelated_qs):.4f}")
+            for sim, accept in ((0.75, 0.5), (0.75, 0.55), (0.75, 0.6), (0.75, 0.65), (0.75, 1.0),
+                                (0.7, 0.6), (0.65, 0.6), (0.8, 0.6)):
+                services.verified_ranker.config = replace(default_v, min_similarity=sim, accept_similarity=accept)
+                log(f"{name} verified sim>={sim} accept>={accept}: hit rate A {hit_rate(services, verified[:half])[0]:.3f}"
+                    f" B {hit_rate(services, verified[half:])[0]:.3f} unrelated {ndcg(services, unrelated_qs):.4f}"
+                    f" false {false_citations(services, unrelated_qs[::4]):.3f}")
             services.verified_ranker.config = default_v
         if sweep:
             default = services.feedback_ranker.config

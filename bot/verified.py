@@ -468,10 +468,13 @@ class VerifiedService:
 class VerifiedRankConfig:
     """``min_similarity``: how close (cosine) a question must be to a verified answer's question
     or one of its paraphrases for that answer to go first. ``margin``: how far above the best
-    ordinary passage it is put (fused score scale)."""
+    ordinary passage it is put (fused score scale). ``accept_similarity``: a verified passage
+    that retrieval ranks first on its own is taken as the answer (``scores["verified"]``) when
+    the question is at least this close to one of its phrasings — nothing is reordered for it."""
 
     enabled: bool = True
     min_similarity: float = 0.75
+    accept_similarity: float = 0.6
     margin: float = 0.2
     refresh_s: float = 5.0
 
@@ -526,15 +529,16 @@ class VerifiedRanker:
             found = self._active.get(doc_id)
         return None if found is None else found.text
 
-    def matches(self, query_vector: Vector) -> dict[str, float]:
-        """Verified doc id -> its best phrasing's cosine to the query, for those reaching ``min_similarity``."""
+    def matches(self, query_vector: Vector, floor: float | None = None) -> dict[str, float]:
+        """Verified doc id -> its best phrasing's cosine to the query, for those reaching ``floor``
+        (default ``min_similarity``)."""
         with self._lock:
             owners, matrix = self._owners, self._matrix
         if not owners:
             return {}
         sims = matrix @ np.asarray(query_vector, dtype=np.float32)
         best: dict[str, float] = {}
-        for i in np.flatnonzero(sims >= self.config.min_similarity):
+        for i in np.flatnonzero(sims >= (self.config.min_similarity if floor is None else floor)):
             doc_id = owners[int(i)]
             best[doc_id] = max(best.get(doc_id, -1.0), float(sims[i]))
         return best
@@ -547,9 +551,11 @@ class VerifiedRanker:
         with self._lock:
             active = self._active
         kept = [h for h in hits if h.chunk.source != SOURCE or h.chunk.doc_id in active]
-        matched = self.matches(query_vector)
+        c = self.config
+        close = self.matches(query_vector, min(c.min_similarity, c.accept_similarity))
+        matched = {d: s for d, s in close.items() if s >= c.min_similarity}
         if not matched:
-            return kept
+            return self._accept_first(kept, close)
         # Only passages the viewer may see: the index applies the viewer's access groups.
         restricted = replace(filters, sources=frozenset({SOURCE}))
         found = [
@@ -557,7 +563,7 @@ class VerifiedRanker:
             if h.chunk.doc_id in matched
         ]
         if not found:
-            return kept
+            return self._accept_first(kept, close)
         top = max((h.score for h in kept), default=0.0)
         promoted: list[ScoredChunk] = []
         seen: set[str] = set()
@@ -571,6 +577,17 @@ class VerifiedRanker:
             promoted.append(ScoredChunk(h.chunk, score, MappingProxyType(scores)))
         rest = [h for h in kept if h.chunk.id not in seen]
         return promoted + rest
+
+    def _accept_first(self, hits: list[ScoredChunk], close: Mapping[str, float]) -> list[ScoredChunk]:
+        """Mark the first passage as the verified answer when retrieval ranked it first on its own
+        and the question is ``accept_similarity`` close to one of its phrasings."""
+        if not hits or hits[0].chunk.source != SOURCE:
+            return hits
+        sim = close.get(hits[0].chunk.doc_id)
+        if sim is None or sim < self.config.accept_similarity:
+            return hits
+        first = hits[0]
+        return [ScoredChunk(first.chunk, first.score, MappingProxyType({**first.scores, "verified": sim})), *hits[1:]]
 
 
 class VerifiedFirst:
