@@ -322,9 +322,14 @@ class VerifiedService:
         return self.experts.is_expert(platform, conversation_keys(platform, conversation, scopes), user, admin=admin)
 
     @staticmethod
-    def offers_answer_this(answer: Answer) -> bool:
-        """Whether a reply carrying ``answer`` offers "Answer this" (a decline; a 👎 offers it later)."""
-        return answer.decision == Decision.DECLINED and answer.question.platform in (Platform.SLACK, Platform.TEAMS)
+    def offers_answer_this(answer: Answer, *, private_chat: bool = False) -> bool:
+        """Whether a reply carrying ``answer`` offers "Answer this": a decline where colleagues read
+        along (not a private chat with the bot); a 👎 offers it later."""
+        return (
+            not private_chat
+            and answer.decision == Decision.DECLINED
+            and answer.question.platform in (Platform.SLACK, Platform.TEAMS)
+        )
 
     def answer_this(
         self, platform: Platform, conversation: str, user: str, *, scopes: Sequence[str] = (), admin: bool = False

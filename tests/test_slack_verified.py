@@ -126,7 +126,7 @@ def ask(fake: FakeSlack, http: httpx.Client, url: str, channel: str, text: str) 
     """Ask with a mention; returns (thread ts, the answer message call)."""
     ts = fake.add_message(channel, f"<@{BOT_USER}> {text}")
     post(http, url, event_body(mention(channel, ts, text)))
-    call = fake.wait_for(lambda: next((c for c in fake.answers(channel) if c.args.get("thread_ts") == ts), None), 60)
+    call = fake.wait_for(lambda: next((c for c in fake.answers(channel) if c.args.get("thread_ts") == ts), None), 120)
     return ts, call
 
 
@@ -192,7 +192,7 @@ def test_decline_expert_reply_check_then_the_question_and_a_paraphrase_cite_it(
 
     # Another expert's ✅ makes it a verified answer; the thread is told.
     react(http, app_url, fake, PUBLIC_CH, reply_ts, user=OTHER_EXPERT)
-    fake.wait_for(lambda: announced(fake, PUBLIC_CH, thread), 60)
+    fake.wait_for(lambda: announced(fake, PUBLIC_CH, thread), 120)
     [verified] = services.verified.records()
     assert verified.question == CHAIR_Q and verified.author == EXPERT
     assert "**Facilities portal**" in verified.text  # the expert's formatting, as Markdown
@@ -234,7 +234,7 @@ def test_the_use_as_answer_shortcut_and_answer_this_button(
         "response_url": fake.response_url(),
     }
     post(http, app_url, interaction_body(shortcut), form=True)
-    fake.wait_for(lambda: announced(fake, PUBLIC_CH, thread), 60)
+    fake.wait_for(lambda: announced(fake, PUBLIC_CH, thread), 120)
     assert any(v.question == PARKING_Q for v in services.verified.records())
 
 
@@ -247,11 +247,11 @@ def test_a_down_voted_answer_invites_experts_and_their_reply_replaces_it(
     bot_ts = next(m["ts"] for m in fake.messages[PUBLIC_CH] if m.get("thread_ts") == thread and m.get("bot_id"))
     react(http, app_url, fake, PUBLIC_CH, bot_ts, user="U7", item_user=BOT_USER, name="-1")
     invite = fake.wait_for(lambda: next((c for c in fake.calls_to("chat.postMessage") if c.args.get("thread_ts") == thread
-                                         and "Know the answer?" in str(c.args.get("text"))), None), 30)
+                                         and "Know the answer?" in str(c.args.get("text"))), None), 60)
     assert ACTION_ANSWER_THIS in json.dumps(invite.args["blocks"])
     reply_ts = expert_reply(fake, http, app_url, PUBLIC_CH, thread, "The reset link is valid for 30 minutes; ask IT after that.")
     react(http, app_url, fake, PUBLIC_CH, reply_ts, user=EXPERT)
-    fake.wait_for(lambda: announced(fake, PUBLIC_CH, thread), 60)
+    fake.wait_for(lambda: announced(fake, PUBLIC_CH, thread), 120)
     assert any(v.question == question for v in services.verified.records())
 
 
@@ -262,7 +262,7 @@ def test_a_private_channels_answer_is_not_cited_in_a_public_channel(
     thread, _ = ask(fake, http, app_url, PRIVATE_CH, question)
     reply_ts = expert_reply(fake, http, app_url, PRIVATE_CH, thread, "Use budget code FIN-4410 for team dinners at offsites.")
     react(http, app_url, fake, PRIVATE_CH, reply_ts, user=EXPERT)
-    fake.wait_for(lambda: announced(fake, PRIVATE_CH, thread), 60)
+    fake.wait_for(lambda: announced(fake, PRIVATE_CH, thread), 120)
     [private] = [v for v in services.verified.records() if v.question == question]
     assert private.groups == frozenset({"public", "staff"})
 

@@ -87,7 +87,8 @@ class SlackVerified:
 
     # -- what the answer shows ----------------------------------------------------------------
     def extra_actions(self, answer: Answer) -> list[dict[str, Any]]:
-        return [answer_this_button(answer.id)] if self.service.offers_answer_this(answer) else []
+        private = answer.question.conversation.startswith("D")
+        return [answer_this_button(answer.id)] if self.service.offers_answer_this(answer, private_chat=private) else []
 
     def awaits_expert(self, channel: str, thread_ts: str, user: str) -> bool:
         """A reply in a thread that waits for an expert, from an expert: the answer, not a question."""

@@ -373,7 +373,7 @@ class TeamsBot:
         for reply_id in await reply.finish(answer):
             self.replies.remember(reply_id, answer.id)
         self.history.add(inc.conversation_id, question.text, answer.text)
-        if self.verified is not None and not inc.personal and self.verified.offers_answer_this(answer):
+        if self.verified is not None and self.verified.offers_answer_this(answer, private_chat=inc.personal):
             try:  # where colleagues read along, a decline invites the experts to answer
                 await turn.send(verified_card.answer_this_activity(answer.id))
             except Exception as exc:  # noqa: BLE001 - the answer itself went out
