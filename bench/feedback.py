@@ -18,6 +18,13 @@ marks the reply through the real ``VerifiedService``. ``verified_answer_hit_rate
 the other, held-out paraphrases answered with that verified answer cited (target >= 0.85). The
 unrelated groups' nDCG@10 is measured before the votes and after both the votes and the
 verified answers (``ndcg_unrelated_after`` must stay within 0.01 of ``ndcg_unrelated_before``).
+``--sweep-verified`` logs the hit rate on two halves of the gaps, the unrelated nDCG and the
+share of a quarter of the unrelated questions answered citing a verified answer, for other
+thresholds (how the defaults in bot/verified.py were chosen).
+
+Note: stackfaq's ``group`` field is a two-way split of its queries, not the question they
+paraphrase, so for stackfaq the vote experiment's "voted" and "unrelated" halves are random
+halves of the queries (paraphrases of one question land in both).
 """
 
 from __future__ import annotations

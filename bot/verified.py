@@ -479,7 +479,7 @@ class VerifiedRankConfig:
 
     enabled: bool = True
     min_similarity: float = 0.75
-    accept_similarity: float = 0.6
+    accept_similarity: float = 0.55
     margin: float = 0.2
     refresh_s: float = 5.0
 
