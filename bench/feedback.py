@@ -185,7 +185,8 @@ def run_set(name: str, seed: int = 13, sweep: bool = False, sweep_verified: bool
             )
         services.feedback_ranker.refresh(force=True)
         verified = ask_gaps(services, gaps, rng) if gaps else []
-        log(f"{name}: {len(verified)} of {len(gaps)} gaps got a verified answer")
+        if gaps:
+            log(f"{name}: {len(verified)} of {len(gaps)} gaps got a verified answer")
         if sweep_verified and verified:
             default_v = services.verified_ranker.config
             half = len(verified) // 2
