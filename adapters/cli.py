@@ -679,6 +679,48 @@ def worker(
 
 
 
+# --- export (issue 17) ----------------------------------------------------------------------------
+export_app = typer.Typer(no_args_is_help=True, help="Export what the team taught the bot.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("finetune")
+def export_finetune(
+    file: Annotated[Path, typer.Argument(help="The JSONL file to write (- for stdout)")],
+    format: Annotated[str, typer.Option("--format", help="Only `openai` (chat fine-tuning JSONL)")] = "openai",  # noqa: A002
+    groups: Annotated[
+        str, typer.Option("--groups", help="Access groups the fine-tuned model may learn from, comma-separated")
+    ] = "public",
+) -> None:
+    """Verified answers and 👍-rated answers (question, cited passages, answer) as OpenAI chat
+    fine-tuning JSONL, only those whose access groups are all within --groups."""
+    from bot.verified import finetune_examples
+
+    if format != "openai":
+        err.print(f"[red]error:[/red] unknown --format {format!r}; the only format is `openai`")
+        raise typer.Exit(2)
+    allowed = frozenset(g.strip() for g in groups.split(",") if g.strip())
+    if not allowed:
+        err.print("[red]error:[/red] --groups needs at least one access group, e.g. --groups public")
+        raise typer.Exit(2)
+    services = _services()
+    try:
+        store = services.verified_store
+        records = list(finetune_examples(store.records(with_uses=False), store.upvoted(), allowed))
+    except SupportbotError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if str(file) == "-":
+        sys.stdout.write(lines)
+    else:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(lines, encoding="utf-8")
+        err.print(f"wrote {len(records)} examples to {file} (access groups: {', '.join(sorted(allowed))})")
+    if len(records) < 10:
+        err.print("note: OpenAI fine-tuning needs at least 10 examples")
+
+
 def main() -> None:
     app()
 

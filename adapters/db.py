@@ -224,3 +224,28 @@ revoked_sessions = sa.Table(
     sa.Column("session_id", sa.String(64), primary_key=True),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
 )
+
+# --- verified answers: expert replies marked as the answer (migration 0007) ---------------------
+
+verified_answers = sa.Table(
+    "verified_answers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("paraphrases", sa.Text, nullable=False),  # JSON list
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("author", sa.String(256), nullable=False),
+    sa.Column("author_name", sa.String(256), nullable=False),
+    sa.Column("platform", sa.String(16), nullable=False),
+    sa.Column("conversation", sa.String(512), nullable=False),
+    sa.Column("thread", sa.String(256), nullable=False),
+    sa.Column("message_id", sa.String(256), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("groups", sa.Text, nullable=False),  # JSON list of access groups
+    sa.Column("answer_id", sa.String(64), nullable=False),  # the bot answer it answered
+    sa.Column("marked_by", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+    sa.Column("review_by", sa.DateTime(timezone=True)),
+    sa.Column("removed", sa.Boolean, nullable=False, default=False),
+)

@@ -26,9 +26,11 @@ from knowledge.pipeline import Ingestor
 
 if TYPE_CHECKING:  # only for annotations: these are imported lazily where they are built
     from adapters.providers.source_store import SqlSourceStore
+    from adapters.providers.verified_store import SqlVerifiedStore
     from adapters.resilience import RetryBudget
     from bot.ports import IngestQueue
     from bot.ratelimit import RateLimiter, Throttle
+    from bot.verified import VerifiedRanker, VerifiedService
     from knowledge.connectors import Connector
     from knowledge.fetch import Fetcher
     from knowledge.sources import Source, Syncer
@@ -168,10 +170,12 @@ class Services:
 
     @cached_property
     def answers(self) -> AnswerService:
+        from bot.verified import VerifiedFirst
+
         fallback = None if isinstance(self.generator, ExtractiveGenerator) else ExtractiveGenerator()
         return AnswerService(
             self.retriever,
-            self.generator,
+            VerifiedFirst(self.generator, self.verified_ranker),
             self.resilient_answer_store,
             policy=self.decline_policy,
             fallback=fallback,
@@ -237,6 +241,7 @@ class Services:
             self.reranker,
             config,
             feedback=self.feedback_ranker if self.settings.feedback_ranking else None,
+            verified=self.verified_ranker,
         )
 
     @cached_property
@@ -358,6 +363,41 @@ class Services:
         from adapters.resilience import SpoolingAnswerStore
 
         return SpoolingAnswerStore(self.answer_store, self.data_dir / "vote-spool.jsonl")
+
+    # --- verified answers (issue 17) ---------------------------------------------------------------
+    @cached_property
+    def verified_store(self) -> SqlVerifiedStore:
+        from adapters.providers.verified_store import SqlVerifiedStore
+
+        return SqlVerifiedStore(self.settings.sqlalchemy_url)
+
+    @cached_property
+    def verified_ranker(self) -> VerifiedRanker:
+        from bot.verified import VerifiedRankConfig, VerifiedRanker
+
+        config = VerifiedRankConfig(min_similarity=self.settings.verified_min_similarity)
+        store = self.verified_store
+        return VerifiedRanker(lambda: store.records(with_uses=False), self.embedder, self.index, config)
+
+    @cached_property
+    def verified(self) -> VerifiedService:
+        """Experts' replies marked as answers: checks, the verified documents, the admin actions."""
+        from bot.verified import Experts, VerifiedService
+
+        s = self.settings
+        experts = Experts(
+            {k: frozenset(v) for k, v in s.experts.items()},
+            {"slack": frozenset(s.slack_admins), "teams": frozenset(s.teams_admins)},
+        )
+        ranker = self.verified_ranker
+        return VerifiedService(
+            self.verified_store,
+            self.ingestor,
+            self.embedder,
+            experts,
+            review_days=s.verified_review_days,
+            on_change=lambda: ranker.refresh(force=True),
+        )
 
 
 def build(settings: Settings | None = None) -> Services:

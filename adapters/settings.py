@@ -182,6 +182,14 @@ class Settings(BaseSettings):
     graph_url: str = "https://graph.microsoft.com/v1.0/"
     microsoft_login_url: str = "https://login.microsoftonline.com/"
 
+    # --- verified answers (issue 17) ----------------------------------------------------------
+    # Who may turn a reply in a thread into a verified answer, per conversation, as JSON:
+    # {"slack:C0123": ["U0456"], "teams:19:abc@thread.tacv2": ["<aad object id>"], "slack:*": [...]}
+    # (a Teams team id works as a key too). The Slack and Teams admins are experts everywhere.
+    experts: dict[str, list[str]] = {}
+    verified_review_days: int = Field(default=180, ge=0)  # review date after marking; 0 = never expires
+    verified_min_similarity: float = Field(default=0.75, ge=0, le=1)  # question ~ verified question: goes first
+
     @field_validator("slack_admins", "teams_admins", "fetch_allow_hosts", "default_access", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

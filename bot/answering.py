@@ -375,6 +375,8 @@ class AnswerService:
         policy = self.policy
         passages = retrieval.passages
         top_dense = max((p.scores.get("dense", 0.0) for p in passages), default=0.0)
+        # A passage whose question an expert verified (bot/verified.py) is as close as its question.
+        top_dense = max(top_dense, max((p.scores.get("verified", 0.0) for p in passages), default=0.0))
         if passages and top_dense < policy.min_dense and policy.sentence_gate:
             top_dense = max(top_dense, self._sentence_similarity(query, passages[:SENTENCE_PASSAGES]))
         note = ""
@@ -495,6 +497,9 @@ class AnswerService:
                 idf=self.terms.idf,
                 carried_weight=policy.carried_weight,
             )
+            if any(c.scores.get("verified", 0.0) > 0 for c in ranked_cited):
+                # An expert verified this passage as the answer to a question this close to it.
+                supported = max(supported, policy.min_support)
             reason = self._objection(question.text, checked.text, cited, supported, policy)
             if (
                 reason.startswith("support")

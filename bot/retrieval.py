@@ -74,7 +74,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -83,6 +83,9 @@ from bot.ports import ChunkIndex, Embedder, Matrix, Reranker, Vector
 from bot.threads import process_pool
 from bot.types import ScoredChunk, SearchFilters
 from knowledge.text import content_words
+
+if TYPE_CHECKING:
+    from bot.verified import VerifiedRanker
 
 
 @runtime_checkable
@@ -359,12 +362,14 @@ class Retriever:
         reranker: Reranker | None = None,
         config: RetrievalConfig | None = None,
         feedback: FeedbackRanker | None = None,
+        verified: VerifiedRanker | None = None,
     ) -> None:
         self.embedder = embedder
         self.index = index
         self.reranker = reranker
         self.config = config or RetrievalConfig()
         self.feedback = feedback
+        self.verified = verified  # expert-verified answers first when they match (bot/verified.py)
 
     def _timed_keyword_search(self, query: str, filters: SearchFilters) -> tuple[list[ScoredChunk], float]:
         started = time.perf_counter()
@@ -434,11 +439,15 @@ class Retriever:
         if self.feedback is not None:
             # Votes on similar earlier questions, for passages the viewer's filter admitted.
             fused = self.feedback.adjust(vector, fused, filters.groups, filters.platform)
+        if self.verified is not None:
+            fused = self.verified.adjust(vector, fused, filters)
         fused, duplicates = group_near_duplicates(fused[: max(k * 3, 20)], self.config.dedupe_jaccard)
         if self.reranker is not None and fused:
             fused = self.reranker.rerank(query, fused[: self.config.candidates], top_k=k)
             if self.feedback is not None:
                 fused = self.feedback.adjust(vector, fused, filters.groups, filters.platform)
+            if self.verified is not None:
+                fused = self.verified.adjust(vector, fused, filters)
         t4 = time.perf_counter()
         timings.update(
             embed=(t1 - t0) * 1000,

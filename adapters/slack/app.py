@@ -9,7 +9,8 @@ within 3 seconds.
 Listeners::
 
     app_mention, message   → answer in the thread (deduplicated per message via SlackState)
-    reaction_added         → 👍/👎 on an answer is a vote
+    reaction_added         → 👍/👎 on an answer is a vote; ✅ on an expert's reply: verified answer
+    message shortcut       → "Use as answer" (adapters/slack/verified.py)
     block_actions          → vote buttons, "tell us what was wrong", "Share in channel"
     view_submission        → the "what was wrong" comment
     /ask, /ingest          → private answer; ingest through the workers with progress
@@ -50,12 +51,14 @@ from adapters.slack.render import (
     thanks_text,
 )
 from adapters.slack.state import SlackState
+from adapters.slack.verified import SlackVerified
 from bot.access import AccessResolver
 from bot.answering import AnswerService
 from bot.errors import ConfigError, RateLimited, SupportbotError
 from bot.ports import IngestQueue, JobStatus
 from bot.ratelimit import Throttle, polite_text
 from bot.types import Answer, Feedback, Platform, Question, Turn, Vote
+from bot.verified import VerifiedService
 
 if TYPE_CHECKING:
     from adapters.factory import Services
@@ -215,6 +218,7 @@ class SlackBot:
         clock: Callable[[], float] = time.monotonic,
         throttle: Throttle | None = None,
         directory: Callable[[str], frozenset[str]] | None = None,
+        verified: VerifiedService | None = None,
     ) -> None:
         self.answers = answers
         self.throttle = throttle
@@ -246,6 +250,10 @@ class SlackBot:
             listener_executor=self._executor,
             logger=logging.getLogger("slack_bolt.supportbot"),
         )
+        # Experts' replies marked as answers (✅, "Use as answer", "Answer this"): adapters/slack/verified.py
+        self.verified = None if verified is None else SlackVerified(self, verified)
+        if self.verified is not None:
+            self.verified.register(self.app)
         self._register(self.app)
 
     def close(self) -> None:
@@ -290,6 +298,8 @@ class SlackBot:
             thread_ts and thread_ts != ts and self.state.is_bot_thread(team, event["channel"], thread_ts)
         ):
             return
+        elif self.verified is not None and self.verified.awaits_expert(event["channel"], thread_ts, event["user"]):
+            return  # an expert answering the question the bot could not: not a question for the bot
         self._answer_event(event, team, bot_user)
 
     def _answer_event(self, event: dict[str, Any], team: str, bot_user: str | None) -> None:
@@ -413,7 +423,8 @@ class SlackBot:
         self.client.chat_update(channel=d.channel, ts=str(d.ts), text=partial_text(text))
 
     def _post_answer(self, answer: Answer, d: _Delivery) -> None:
-        first, *rest = render_answer(answer)
+        extra = [] if self.verified is None else self.verified.extra_actions(answer)
+        first, *rest = render_answer(answer, extra_actions=extra)
         meta = metadata(answer.id)
         if d.ts is not None:
             if d.mode == "stream":
@@ -488,6 +499,8 @@ class SlackBot:
         answer_id, thread_ts = found
         if not self._record(Feedback(answer_id, user, Platform.SLACK, vote)):
             return
+        if vote == Vote.DOWN and self.verified is not None:
+            self.verified.after_down_vote(self._team({}, context), channel, thread_ts, answer_id)
         try:
             self.client.chat_postEphemeral(
                 channel=channel,
@@ -508,6 +521,10 @@ class SlackBot:
             self._open_modal(body["trigger_id"], answer_id)
         if self._record(Feedback(answer_id, user, Platform.SLACK, vote)):
             self._thank(body, respond, thanks_text(vote))
+            if vote == Vote.DOWN and self.verified is not None:
+                channel = (body.get("channel") or {}).get("id") or ""
+                thread_ts = (body.get("message") or {}).get("thread_ts") or ""
+                self.verified.after_down_vote(str((body.get("team") or {}).get("id", "")), channel, thread_ts, answer_id)
         else:
             self._thank(body, respond, "Sorry, I couldn't record your vote. Please try again later.")
 
@@ -809,6 +826,7 @@ def bot_from_services(
     if state is None:
         state = SlackState(None if s.redis_url is None else s.redis_url.get_secret_value())
     options.setdefault("throttle", services.throttle)
+    options.setdefault("verified", services.verified)
     if s.slack_usergroup_groups and "directory" not in options:
         from adapters.slack.directory import SlackUserGroups
 

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.teams import render
+from adapters.teams import verified as verified_card
 from adapters.teams.activity import Incoming, parse
 from adapters.teams.memory import ConversationHistory, ReplyIndex
 from adapters.teams.protocol import ChannelGateway, InvokeReply, TurnIO
@@ -37,6 +38,9 @@ from bot.errors import RateLimited, SupportbotError
 from bot.ports import IngestQueue, JobStatus
 from bot.ratelimit import Throttle, polite_text
 from bot.types import Answer, Feedback, Platform, Question, Vote
+from bot.verified import FAILED_TEXT as FAILED_VERIFIED_TEXT
+from bot.verified import UNVERIFIED_IDENTITY_TEXT
+from bot.verified import VerifiedService
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +165,7 @@ class TeamsBot:
         throttle: Throttle | None = None,
         directory: Callable[[Incoming], frozenset[str]] | None = None,
         verified_identity: bool | None = None,
+        verified: VerifiedService | None = None,
     ) -> None:
         self.answers = answers
         self.access = access
@@ -180,6 +185,7 @@ class TeamsBot:
         # serviceUrl) were vouched for by a Bot Framework token. Unauthenticated (local testing
         # mode) they are claims anyone can make: public knowledge only, never an admin.
         self.verified_identity = gateway.auth_enabled if verified_identity is None else verified_identity
+        self.verified = verified  # experts' answers from the "Answer this" card (adapters/teams/verified.py)
 
     def ingest_queue(self) -> IngestQueue | None:
         """The injected queue (resolving a factory once); ``None`` when none is configured."""
@@ -222,7 +228,7 @@ class TeamsBot:
         if inc.type == "message":
             await self._on_message(turn, inc)
         elif inc.type == "invoke":
-            return await self._on_invoke(inc)
+            return await self._on_invoke(inc, turn)
         elif inc.type == "messageReaction":
             await self._on_reaction(inc)
         elif inc.type == "conversationUpdate":
@@ -232,6 +238,11 @@ class TeamsBot:
     async def _on_message(self, turn: TurnIO, inc: Incoming) -> None:
         if inc.value is not None and inc.value.get("supportbot") == "feedback":
             await self._card_vote(inc, inc.value)  # Action.Submit
+            return
+        if inc.value is not None and inc.value.get("supportbot") == "verified":
+            text = await self._mark_verified(turn, inc, inc.value)  # Action.Submit fallback
+            if text:
+                await turn.send(render.text_activity(text))
             return
         if not inc.personal and not inc.mentions_bot:
             return  # channel chatter the bot was not asked about (RSC can deliver it)
@@ -251,13 +262,15 @@ class TeamsBot:
             return
         await self._answer(turn, inc)
 
-    async def _on_invoke(self, inc: Incoming) -> InvokeReply:
+    async def _on_invoke(self, inc: Incoming, turn: TurnIO | None = None) -> InvokeReply:
         value = inc.value or {}
         if inc.name == "message/submitAction":
             return await self._builtin_feedback(inc, value)
         if inc.name == "adaptiveCard/action":
             action = value.get("action")
             data = action.get("data") if isinstance(action, Mapping) else None
+            if turn is not None and isinstance(data, Mapping) and data.get("supportbot") == "verified":
+                return InvokeReply(200, _card_message(await self._mark_verified(turn, inc, data)))
             if not isinstance(data, Mapping) or data.get("supportbot") != "feedback":
                 return InvokeReply(200, _card_error(400, "unknown action"))
             ok = await self._card_vote(inc, data)
@@ -367,6 +380,35 @@ class TeamsBot:
         for reply_id in await reply.finish(answer):
             self.replies.remember(reply_id, answer.id)
         self.history.add(inc.conversation_id, question.text, answer.text)
+        if self.verified is not None and self.verified.offers_answer_this(answer, private_chat=inc.personal):
+            try:  # where colleagues read along, a decline invites the experts to answer
+                await turn.send(verified_card.answer_this_activity(answer.id))
+            except Exception as exc:  # noqa: BLE001 - the answer itself went out
+                log.warning("teams: could not offer 'Answer this': %s", exc)
+
+    # -- verified answers --------------------------------------------------------------------
+    async def _mark_verified(self, turn: TurnIO, inc: Incoming, data: Mapping[str, Any]) -> str:
+        """The "Use as answer" card action: the core decides; returns what to tell the marker.
+        On success the thread is told too."""
+        if self.verified is None:
+            return "Verified answers are not enabled for this bot."
+        if not self.verified_identity:
+            # Expert ids in an unauthenticated activity are claims anyone can make: a marked answer
+            # would be knowledge planted by whoever sent it (issue 14).
+            return UNVERIFIED_IDENTITY_TEXT
+        reply = verified_card.reply_from_card(inc, dict(data))
+        admin = await self.is_admin(turn, inc)
+        try:
+            result = await asyncio.to_thread(self.verified.mark, reply, inc.voter, marker_is_admin=admin)
+        except Exception:  # noqa: BLE001 - tell the marker; nothing was half-saved in the thread
+            log.exception("teams: marking a verified answer failed")
+            return FAILED_VERIFIED_TEXT
+        if result.ok:
+            try:
+                await turn.send(render.text_activity(result.text))
+            except Exception as exc:  # noqa: BLE001 - the answer is saved either way
+                log.warning("teams: could not announce the verified answer: %s", exc)
+        return result.text
 
     # -- feedback ----------------------------------------------------------------------------
     async def _record(self, inc: Incoming, answer_id: str, vote: Vote, comment: str = "") -> bool:

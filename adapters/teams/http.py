@@ -68,6 +68,7 @@ def bot_for(services: Services, gateway: ChannelGateway) -> TeamsBot:
         ingest_queue=lambda: services.ingest_queue,
         throttle=services.throttle,
         directory=directory,
+        verified=services.verified,
     )
 
 

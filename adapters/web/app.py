@@ -100,6 +100,9 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(observability_router(services, reviews))
     app.include_router(chat_router(services, auth))
     app.include_router(admin_router(services, auth, reviews))
+    from adapters.web.verified import verified_router
+
+    app.include_router(verified_router(services, auth))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     app.add_middleware(SecurityHeaders)

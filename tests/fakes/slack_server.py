@@ -229,6 +229,10 @@ class FakeSlack:
             return {"ok": True, "message_ts": self.next_ts()}
         if method == "conversations.replies":
             thread = str(args.get("ts", ""))
+            # ``ts`` may name a reply: Slack then returns the reply's whole thread.
+            for m in self.messages.get(channel, []):
+                if m.get("ts") == thread:
+                    thread = str(m.get("thread_ts") or thread)
             found = [m for m in self.messages.get(channel, []) if m.get("thread_ts") == thread]
             return {"ok": True, "messages": sorted(found, key=lambda m: float(m["ts"])), "has_more": False}
         if method == "usergroups.users.list":
@@ -240,6 +244,9 @@ class FakeSlack:
             return {"ok": True, "view": {"id": "V1", **(args.get("view") or {})}}
         if method == "apps.connections.open":
             return {"ok": True, "url": self.ws_url}
+        if method == "chat.getPermalink":
+            ts = str(args.get("message_ts", "")).replace(".", "")
+            return {"ok": True, "channel": channel, "permalink": f"https://example.slack.com/archives/{channel}/p{ts}"}
         if method == "users.info":
             return {"ok": True, "user": {"id": args.get("user"), "name": "someone", "tz": "UTC"}}
         return {"ok": True}  # reactions.add / reactions.remove and the like
