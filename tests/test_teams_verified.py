@@ -17,10 +17,11 @@ import pytest
 from adapters.factory import Services
 from adapters.settings import Settings
 from adapters.teams.verified import VERIFIED_VERB
-from adapters.web.app import create_app
+from adapters.teams.http import teams_router
 from bot.types import Decision
 from bot.verified import DOC_PREFIX, NOT_EXPERT_TEXT
 from knowledge.loaders import iter_documents
+from tests.fakes.openid_server import OpenIdServer, authenticated_gateway
 from tests.fakes.teams_connector import Activities, Call, FakeConnector, serve
 
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
@@ -58,10 +59,35 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Services:
     return built
 
 
+APP_ID = "verified-test-app"
+
+
 @pytest.fixture(scope="module")
-def app_url(services: Services) -> Iterator[str]:
-    with serve(create_app(services)) as url:
+def openid() -> Iterator[OpenIdServer]:
+    with OpenIdServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def app_url(services: Services, openid: OpenIdServer) -> Iterator[str]:
+    """The Teams endpoint with authentication on: who marks an answer must be vouched for by a
+    Bot Framework token (an unauthenticated activity's ids are claims; see test_teams_exposure)."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    app.include_router(teams_router(services, gateway=authenticated_gateway(openid, APP_ID)))
+    with serve(app) as url:
         yield url
+
+
+_OPENID: list[OpenIdServer] = []
+
+
+@pytest.fixture(autouse=True)
+def _signing(openid: OpenIdServer) -> Iterator[None]:
+    _OPENID.append(openid)
+    yield
+    _OPENID.pop()
 
 
 @pytest.fixture
@@ -70,7 +96,10 @@ def acts(connector: FakeConnector) -> Activities:
 
 
 def post(url: str, activity: Mapping[str, object]) -> httpx.Response:
-    return httpx.post(f"{url}/api/messages", json=dict(activity), timeout=30)
+    """POST with the token the Bot Connector would send (its serviceUrl endorsed)."""
+    token = _OPENID[-1].token(audience=APP_ID, service_url=str(activity["serviceUrl"]))
+    return httpx.post(f"{url}/api/messages", json=dict(activity), headers={"Authorization": f"Bearer {token}"},
+                      timeout=30)
 
 
 def ask(app_url: str, connector: FakeConnector, acts: Activities, text: str, channel: str = GENERAL
@@ -178,3 +207,25 @@ def test_a_private_channels_answer_is_not_cited_in_a_public_channel(
     assert cited_verified(services, public) == []
     _, inside = ask(app_url, connector, acts, question, PRIVATE)
     assert cited_verified(services, inside) == [private.doc_id]
+
+
+def test_an_unauthenticated_card_action_claiming_an_experts_id_saves_nothing(
+        app_url: str, connector: FakeConnector, acts: Activities, services: Services) -> None:
+    """Local testing mode (no app id): the expert's aadObjectId in an activity is a claim anyone can
+    make, so marking is refused there, and nothing reaches the knowledge base."""
+    from fastapi import FastAPI
+
+    from bot.verified import UNVERIFIED_IDENTITY_TEXT
+
+    question, card = ask(app_url, connector, acts, "How do I book the large meeting room for a week?")
+    assert answer_of(services, card).decision == Decision.DECLINED
+    form = answer_this_card(connector, question["conversation"]["id"])["actions"][0]["card"]
+    data = {**form["actions"][0]["data"], form["body"][0]["id"]: "Book it in the Rooms portal."}
+    before = len(services.verified.records())
+    local = FastAPI()
+    local.include_router(teams_router(services))  # no MicrosoftAppId: tokens are not checked
+    with serve(local) as local_url:
+        response = httpx.post(f"{local_url}/api/messages", timeout=30,
+                              json=card_action(acts, question, data, aad=EXPERT_AAD, user="29:expert"))
+    assert response.status_code == 200 and response.json()["value"] == UNVERIFIED_IDENTITY_TEXT
+    assert len(services.verified.records()) == before
