@@ -16,8 +16,8 @@ import pytest
 
 from adapters.factory import Services
 from adapters.settings import Settings
-from adapters.teams.verified import VERIFIED_VERB
 from adapters.teams.http import teams_router
+from adapters.teams.verified import VERIFIED_VERB
 from bot.types import Decision
 from bot.verified import DOC_PREFIX, NOT_EXPERT_TEXT
 from knowledge.loaders import iter_documents

@@ -39,8 +39,7 @@ from bot.ports import IngestQueue, JobStatus
 from bot.ratelimit import Throttle, polite_text
 from bot.types import Answer, Feedback, Platform, Question, Vote
 from bot.verified import FAILED_TEXT as FAILED_VERIFIED_TEXT
-from bot.verified import UNVERIFIED_IDENTITY_TEXT
-from bot.verified import VerifiedService
+from bot.verified import UNVERIFIED_IDENTITY_TEXT, VerifiedService
 
 log = logging.getLogger(__name__)
 
