@@ -123,6 +123,7 @@ class RetrievalConfig:
     prf_passages: int = 3
     phrase_weight: float = 0.35
     phrase_weight_uncovered: float = 0.1
+    normalise: str = "max"
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,11 @@ def _stem(word: str) -> str:
             word = word[: -len(suffix)]
             break
     return word[:6]
+
+
+def light_stem(word: str) -> str:
+    """The light stem used to compare query and passage words ("installing" meets "install")."""
+    return _stem(word)
 
 
 def keyword_coverage(query: str, hit: ScoredChunk) -> float:
@@ -234,9 +240,14 @@ def with_phrase_bonus(query: str, hits: Sequence[ScoredChunk], weight: float) ->
     return out
 
 
-def _max_normalised(hits: Sequence[ScoredChunk], key: str) -> dict[str, float]:
+def _max_normalised(hits: Sequence[ScoredChunk], key: str, minmax: bool = False) -> dict[str, float]:
     if not hits:
         return {}
+    if minmax:
+        values = [h.scores.get(key, h.score) for h in hits]
+        lo, hi = min(values), max(values)
+        span = hi - lo
+        return {h.chunk.id: (v - lo) / span if span > 0 else 1.0 for h, v in zip(hits, values, strict=True)}
     top = max(h.scores.get(key, h.score) for h in hits)
     if top <= 0:
         return {h.chunk.id: 0.0 for h in hits}
@@ -258,8 +269,9 @@ def fuse(
     dense order, then the keyword order.
     """
     w = config.dense_weight if dense_weight is None else dense_weight
-    nd = _max_normalised(dense, "dense")
-    nk = _max_normalised(keyword, "keyword")
+    minmax = config.normalise == "minmax"
+    nd = _max_normalised(dense, "dense", minmax)
+    nk = _max_normalised(keyword, "keyword", minmax)
     by_id: dict[str, ScoredChunk] = {h.chunk.id: h for h in dense}
     for h in keyword:
         by_id.setdefault(h.chunk.id, h)
