@@ -23,7 +23,7 @@ passage ranks (no credit for collapsed duplicates).
 
     .venv/bin/python bench/generalization.py [--json] [--train] [--sets a,b,...] [--data DIR]
 
-``--train`` fits the model on all five sets and writes bot/data/answerability.json.
+``--train`` fits the model on all five sets and writes bot/assets/answerability.json.
 Writes bench/results/generalization.json and generalization.png; indexes and embeddings
 are cached under bench/results/generalization.tmp/ (gitignored).
 """
@@ -59,7 +59,7 @@ from knowledge.loaders import iter_documents
 
 SETS = ("emanual_tv", "stackfaq", "mtrag_cloud", "mtrag_fiqa", "mtrag_clapnq")
 CACHE = RESULTS / "generalization.tmp"
-MODEL_OUT = Path(__file__).resolve().parent.parent / "bot" / "data" / "answerability.json"
+MODEL_OUT = Path(__file__).resolve().parent.parent / "bot" / "assets" / "answerability.json"
 K = 6  # passages per answer, as the product (Settings.top_k)
 
 _BASE = RetrievalConfig()
@@ -501,7 +501,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
-        "--train", action="store_true", help="fit on all five sets; write bot/data/answerability.json"
+        "--train", action="store_true", help="fit on all five sets; write bot/assets/answerability.json"
     )
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--data", type=Path, default=EVALDATA, help="the evaluation sets (BEIR folders)")

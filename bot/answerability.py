@@ -26,7 +26,7 @@ Features (all computed from the retrieval, the question and the corpus's own sta
 - ``agree``: the dense and the keyword search put the same document first.
 
 The weights are trained by ``bench/generalization.py --train`` with scikit-learn (a dev
-dependency) and shipped as ``bot/data/answerability.json``; at run time only numpy reads them.
+dependency) and shipped as ``bot/assets/answerability.json``; at run time only numpy reads them.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from bot.answertype import expected_type, has_type
 from bot.types import ScoredChunk
 from knowledge.text import content_words
 
-MODEL_PATH = Path(__file__).parent / "data" / "answerability.json"
+MODEL_PATH = Path(__file__).parent / "assets" / "answerability.json"
 
 FEATURES = (
     "dense_top",
@@ -189,5 +189,5 @@ class AnswerabilityModel:
 
 @cache
 def default_model() -> AnswerabilityModel:
-    """The shipped model (``bot/data/answerability.json``)."""
+    """The shipped model (``bot/assets/answerability.json``)."""
     return AnswerabilityModel.from_json(json.loads(MODEL_PATH.read_text(encoding="utf-8")))

@@ -7,7 +7,7 @@ questions it makes up and questions nobody would ask it:
 - pseudo-questions: content words of one sentence of a sampled passage, asked as a
   question (seeded, so a run is deterministic for an index);
 - off-topic questions: a general bank shipped with the project
-  (``bot/data/offtopic_questions.txt``: everyday questions, chit-chat, other domains).
+  (``bot/assets/offtopic_questions.txt``: everyday questions, chit-chat, other domains).
 
 From these it sets, in a :class:`DeclinePolicy`:
 
@@ -52,7 +52,7 @@ _cache: dict[Path, tuple[int, DeclinePolicy]] = {}
 
 SEED = 20240611
 VERSION = 5  # bump when the procedure changes so cached results are recomputed
-BANK_PATH = Path(__file__).parent / "data" / "offtopic_questions.txt"
+BANK_PATH = Path(__file__).parent / "assets" / "offtopic_questions.txt"
 
 OFFTOPIC_TARGET = 0.95  # share of the bank's questions the threshold must decline on this KB
 MAX_RAISE = 0.25  # the most the bank may raise the model's threshold
