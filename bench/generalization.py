@@ -60,14 +60,35 @@ from knowledge.loaders import iter_documents
 SETS = ("emanual_tv", "stackfaq", "mtrag_cloud", "mtrag_fiqa", "mtrag_clapnq")
 CACHE = RESULTS / "generalization.tmp"
 MODEL_OUT = Path(__file__).resolve().parent.parent / "bot" / "assets" / "answerability.json"
+# What the model predicts: "correct" (the answerer would cite a relevant document; the
+# confidence is then the probability the answer is right) or "answerable" (the set has an
+# answer). Leave-one-set-out, "correct" answered more at the same declines on every MTRAG set.
+LABEL = "correct"
 K = 6  # passages per answer, as the product (Settings.top_k)
 
 _BASE = RetrievalConfig()
 FUSION_GRID: dict[str, RetrievalConfig] = {
-    "shipped": _BASE,
+    # The rule shipped before: keywords lead (dense 0.3) when the best keyword hit covers
+    # 85% of the query's words, vectors (0.8) otherwise; max-normalised; phrase bonus 0.35/0.1.
+    "coverage rule": replace(
+        _BASE,
+        normalise="max",
+        dense_weight=0.3,
+        dense_weight_uncovered=0.8,
+        phrase_weight=0.35,
+        phrase_weight_uncovered=0.1,
+    ),
     **{
-        f"minmax w={w}": replace(_BASE, normalise="minmax", dense_weight=w, dense_weight_uncovered=w)
-        for w in (0.6, 0.7, 0.8)
+        f"minmax dense {w} phrase {ph}": replace(
+            _BASE,
+            normalise="minmax",
+            dense_weight=w,
+            dense_weight_uncovered=w,
+            phrase_weight=ph,
+            phrase_weight_uncovered=ph,
+        )
+        for w in (0.5, 0.6, 0.7)
+        for ph in (0.1, 0.3)
     },
 }
 
@@ -289,7 +310,7 @@ def _placeholder() -> AnswerabilityModel:
 
 def _xy(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray]:
     x = np.array([[r.values[f] for f in FEATURES] for r in rows], dtype=np.float64)
-    y = np.array([1 if (r.answerable and r.cited_relevant) else 0 for r in rows])
+    y = np.array([1 if (r.answerable and (r.cited_relevant or LABEL == "answerable")) else 0 for r in rows])
     return x, y
 
 
@@ -302,8 +323,13 @@ def fit(rows: Sequence[Row]) -> AnswerabilityModel:
     x, y = _xy(rows)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
+    # Every set (and the off-topic questions) weighs the same in total: stackfaq's 1,249
+    # questions must not outvote fiqa's 77.
+    groups = [("offtopic" if r.offtopic else r.set) for r in rows]
+    sizes = {g: groups.count(g) for g in set(groups)}
+    weight = np.array([len(rows) / (len(sizes) * sizes[g]) for g in groups])
     lr = LogisticRegression(C=1.0, max_iter=2000)
-    lr.fit((x - mean) / scale, y)
+    lr.fit((x - mean) / scale, y, sample_weight=weight)
     model = AnswerabilityModel(
         FEATURES, mean, scale, lr.coef_[0].astype(np.float64), float(lr.intercept_[0]), 0.5
     )
@@ -316,10 +342,11 @@ def fit(rows: Sequence[Row]) -> AnswerabilityModel:
             un = [i for i in idx if not rows[i].answerable]
             an = [i for i in idx if rows[i].answerable]
             if un and an:
-                scores.append((np.mean(p[un] < t) + np.mean(p[an] >= t)) / 2)
+                # The targets: declined >= 0.75 while answered >= 0.85 (the worse ratio counts).
+                scores.append(min(np.mean(p[un] < t) / 0.75, np.mean(p[an] >= t) / 0.85))
         off = [i for i, r in enumerate(rows) if r.offtopic]
         if off:
-            scores.append(float(np.mean(p[off] < t)))
+            scores.append(min(float(np.mean(p[off] < t)) / 0.9, 1.0))
         score = float(np.mean(scores)) if scores else 0.0
         if score > best + 1e-9:
             best, best_t = score, float(t)
@@ -389,12 +416,9 @@ def run(sets: Sequence[str], train: bool) -> dict[str, Any]:
     for held in sets:
         training = [s for s in sets if s != held]
         label = pick(training)
-        train_rows = [
-            r
-            for s in training
-            for r in rows_for(s, pick([x for x in sets if x != s]))
-            if not r.offtopic or r.bank_half == 0
-        ]
+        # Features of the training sets with the setting picked on them (the held-out set
+        # plays no part), off-topic questions of bank half A only.
+        train_rows = [r for s in training for r in rows_for(s, label) if not r.offtopic or r.bank_half == 0]
         model = fit(train_rows)
         held_rows = rows_for(held, label)
         # The held-out knowledge base calibrates its threshold as the product does (bank half A).

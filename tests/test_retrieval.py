@@ -149,16 +149,29 @@ def test_near_duplicates_are_collapsed(retriever: Retriever) -> None:
     assert len({"holidays", "holidays-copy"} & {h.chunk.doc_id for h in kept}) == 1
 
 
-def test_covered_queries_trust_keywords_and_paraphrases_trust_vectors(retriever: Retriever) -> None:
+def test_default_fusion_uses_one_weight_and_min_max_scores(retriever: Retriever) -> None:
     config = retriever.config
+    assert config.normalise == "minmax" and config.dense_weight == config.dense_weight_uncovered
     covered = retriever.search("reset password link emailed", 5, SearchFilters())
-    assert covered.coverage is not None and covered.coverage >= config.coverage_threshold
-    assert covered.dense_weight == config.dense_weight == 0.3
-    # Only "forgot" and "login" are content words here and neither is in any passage's text.
     paraphrase = retriever.search("I forgot my login secret", 5, SearchFilters())
-    assert paraphrase.coverage is None or paraphrase.coverage < config.coverage_threshold
-    assert paraphrase.dense_weight == config.dense_weight_uncovered == 0.8
-    assert paraphrase.passages[0].chunk.doc_id == "password"
+    assert covered.dense_weight == paraphrase.dense_weight == config.dense_weight
+    assert covered.passages[0].chunk.doc_id == paraphrase.passages[0].chunk.doc_id == "password"
+
+
+def test_min_max_fusion_spreads_each_list_over_zero_to_one() -> None:
+    a = ScoredChunk(_chunk("a", "A", "alpha", (PUBLIC,)), 0.9, {"dense": 0.9})
+    b = ScoredChunk(_chunk("b", "B", "beta", (PUBLIC,)), 0.8, {"dense": 0.8})
+    ka = ScoredChunk(a.chunk, 2.0, {"keyword": 2.0})
+    kb = ScoredChunk(b.chunk, 10.0, {"keyword": 10.0})
+    minmax = RetrievalConfig(normalise="minmax")
+    fused = {h.chunk.id: h.score for h in fuse([a, b], [ka, kb], minmax, dense_weight=0.6)}
+    assert fused == {"a": pytest.approx(0.6), "b": pytest.approx(0.4)}
+    # Max normalisation keeps "a"'s small keyword score and the near-equal cosines.
+    by_max = {
+        h.chunk.id: h.score
+        for h in fuse([a, b], [ka, kb], RetrievalConfig(normalise="max"), dense_weight=0.6)
+    }
+    assert by_max["b"] > by_max["a"]
 
 
 def test_keyword_coverage_and_weight_rule() -> None:
