@@ -24,9 +24,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+import numpy as np
+
 from bot.answerability import AnswerabilityModel, KBLevels, default_model, features
 from bot.errors import ProviderError
-from bot.ports import AnswerStore, ChunkIndex, Generation, GenerationRequest, Generator, QueryRewriter
+from bot.ports import (
+    AnswerStore,
+    ChunkIndex,
+    Generation,
+    GenerationRequest,
+    Generator,
+    QueryRewriter,
+    Vector,
+)
 from bot.prompt import PROMPT_VERSION, is_not_found
 from bot.retrieval import Retrieval, Retriever
 from bot.rewrite import standalone_query
@@ -50,6 +60,7 @@ _CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 SENTENCE_PASSAGES = 5  # the sentence gate looks at the sentences of this many top passages
 MAX_SENTENCES = 12  # and embeds at most this many (a bound on its cost)
+SENTENCE_CACHE = 20_000  # sentence vectors kept (~30 MB at 384 dimensions)
 
 DECLINE_TEXT = "I couldn't find this in the knowledge base, so I won't guess."
 
@@ -180,6 +191,8 @@ class AnswerService:
         self.k = k
         self.terms = TermStats(retriever.index)
         self.model = model or default_model()
+        self._sentence_vectors: dict[str, Vector] = {}
+        self._cache_lock = threading.Lock()
 
     @property
     def policy(self) -> DeclinePolicy:
@@ -292,7 +305,19 @@ class AnswerService:
         if not sentences:
             return 0.0
         embedder = self.retriever.embedder
-        return float((embedder.embed_documents(sentences) @ embedder.embed_query(text)).max())
+        # Popular passages recur: their sentence vectors are kept (a bounded cache).
+        with self._cache_lock:
+            known = {s: self._sentence_vectors[s] for s in sentences if s in self._sentence_vectors}
+        missing = [s for s in dict.fromkeys(sentences) if s not in known]
+        if missing:
+            fresh = dict(zip(missing, embedder.embed_documents(missing), strict=True))
+            known.update(fresh)
+            with self._cache_lock:
+                self._sentence_vectors.update(fresh)
+                while len(self._sentence_vectors) > SENTENCE_CACHE:
+                    self._sentence_vectors.pop(next(iter(self._sentence_vectors)))
+        matrix = np.stack([known[s] for s in sentences])
+        return float((matrix @ embedder.embed_query(text)).max())
 
     def record_feedback(self, feedback: Feedback) -> None:
         """Store a vote (one per user per answer; a later vote replaces the earlier)."""

@@ -127,7 +127,7 @@ def test_fuse_gives_a_passage_in_one_list_only_its_share() -> None:
     a = ScoredChunk(_chunk("a", "A", "alpha", (PUBLIC,)), 0.9, {"dense": 0.9})
     b = ScoredChunk(_chunk("b", "B", "beta", (PUBLIC,)), 0.8, {"dense": 0.8})
     kb = ScoredChunk(b.chunk, 5.0, {"keyword": 5.0})
-    fused = fuse([a, b], [kb], RetrievalConfig(), dense_weight=0.5)
+    fused = fuse([a, b], [kb], RetrievalConfig(normalise="max"), dense_weight=0.5)
     assert [h.chunk.id for h in fused] == ["b#0", "a#0"]
     assert fused[1].score == pytest.approx(0.5)  # dense share only: 0.5 * 0.9 / 0.9
     assert fused[0].score == pytest.approx(0.5 * 0.8 / 0.9 + 0.5)
@@ -164,7 +164,7 @@ def test_min_max_fusion_spreads_each_list_over_zero_to_one() -> None:
     ka = ScoredChunk(a.chunk, 2.0, {"keyword": 2.0})
     kb = ScoredChunk(b.chunk, 10.0, {"keyword": 10.0})
     minmax = RetrievalConfig(normalise="minmax")
-    fused = {h.chunk.id: h.score for h in fuse([a, b], [ka, kb], minmax, dense_weight=0.6)}
+    fused = {h.chunk.doc_id: h.score for h in fuse([a, b], [ka, kb], minmax, dense_weight=0.6)}
     assert fused == {"a": pytest.approx(0.6), "b": pytest.approx(0.4)}
     # Max normalisation keeps "a"'s small keyword score and the near-equal cosines.
     by_max = {
