@@ -14,8 +14,8 @@ From these it sets, in a :class:`DeclinePolicy`:
 - ``off_dense`` / ``on_dense``: the median top cosine of the off-topic questions and of
   the pseudo-questions; the answerability model reads a question's cosine relative to them;
 - ``threshold``: the answerability model's own threshold (chosen leave-one-set-out),
-  raised when needed so that at least ``OFFTOPIC_TARGET`` of the bank's questions are
-  declined on this knowledge base (never by more than ``MAX_RAISE``);
+  raised when needed so that at least ``OFFTOPIC_TARGET`` of a sample of the bank's
+  questions are declined on this knowledge base (never by more than ``MAX_RAISE``);
 - ``related_dense``: a passage this close is offered as a "closest source" in a decline.
 
 Passages are sampled through the index's own dense search with random seeded directions,
@@ -54,8 +54,13 @@ SEED = 20240611
 VERSION = 5  # bump when the procedure changes so cached results are recomputed
 BANK_PATH = Path(__file__).parent / "assets" / "offtopic_questions.txt"
 
-OFFTOPIC_TARGET = 0.95  # share of the bank's questions the threshold must decline on this KB
-MAX_RAISE = 0.25  # the most the bank may raise the model's threshold
+# The bank may raise the model's threshold so that this share of its questions is declined
+# here, by at most MAX_RAISE. A safety net: held out, the model alone declined >= 0.97 of the
+# bank on every set; with 0.95 / 0.25 a 60-question sample once lifted mtrag_clapnq (general
+# Wikipedia, where everyday questions are near-topics) from 0.60 to 0.85 and its answered
+# rate to 0.66.
+OFFTOPIC_TARGET = 0.9
+MAX_RAISE = 0.1
 TEMPLATES = ("How do I {}?", "What is {}?", "{}", "Can I {}?")
 
 
@@ -91,7 +96,8 @@ class Calibration:
             f"decline threshold {p.threshold:.3f} on the answerability probability: "
             + (
                 f"raised from the model's {self.model_threshold:.3f} so that {OFFTOPIC_TARGET:.0%} of "
-                f"the off-topic questions are declined here (their 95th percentile {self.offtopic_p90:.3f})"
+                f"the off-topic questions are declined here (their {OFFTOPIC_TARGET:.0%} quantile "
+                f"{self.offtopic_p90:.3f})"
                 if raised
                 else f"the model's own (leave-one-set-out) threshold; off-topic questions already "
                 f"score below it ({self.offtopic_declined:.0%} declined)"
@@ -137,7 +143,7 @@ def calibrate_report(
     *,
     bank: Sequence[str] | None = None,
     samples: int = 40,
-    offtopic_samples: int = 60,
+    offtopic_samples: int = 100,
     seed: int = SEED,
     model: AnswerabilityModel | None = None,
 ) -> Calibration:
@@ -175,10 +181,10 @@ def calibrate_report(
             query = standalone_query(q, ())
             retrieval = retriever.search(query, service.k, UNRESTRICTED)
             probabilities.append(model.probability(service.evidence(question, query, retrieval, policy)))
-    p95 = float(np.quantile(probabilities, OFFTOPIC_TARGET)) if probabilities else 0.0
+    quantile = float(np.quantile(probabilities, OFFTOPIC_TARGET)) if probabilities else 0.0
     threshold = model.threshold
-    if p95 >= threshold:
-        threshold = min(p95 + 1e-3, model.threshold + MAX_RAISE)
+    if quantile >= threshold:
+        threshold = min(quantile + 1e-3, model.threshold + MAX_RAISE)
     declined = float(np.mean([p < threshold for p in probabilities])) if probabilities else 1.0
     policy = replace(
         policy,
@@ -192,7 +198,7 @@ def calibrate_report(
         round(_median(pos, 0.0), 3),
         round(_median(off, 0.0), 3),
         model.threshold,
-        round(p95, 4),
+        round(quantile, 4),
         round(declined, 4),
         round(time.perf_counter() - started, 2),
     )
