@@ -168,7 +168,7 @@ def test_min_max_fusion_spreads_each_list_over_zero_to_one() -> None:
     assert fused == {"a": pytest.approx(0.6), "b": pytest.approx(0.4)}
     # Max normalisation keeps "a"'s small keyword score and the near-equal cosines.
     by_max = {
-        h.chunk.id: h.score
+        h.chunk.doc_id: h.score
         for h in fuse([a, b], [ka, kb], RetrievalConfig(normalise="max"), dense_weight=0.6)
     }
     assert by_max["b"] > by_max["a"]
