@@ -139,18 +139,6 @@ def _already_done(job_id: str) -> str | None:
     return status.summary if status.state == "done" else None
 
 
-def _recalibrate() -> None:
-    """Re-run the knowledge base's self-calibration after a change (bot/calibration.py).
-
-    Best effort: the ingest is done either way, and the first question recalibrates if this
-    did not."""
-    svc = services()
-    try:
-        svc.decline_policy()
-    except SupportbotError as exc:
-        log.warning("calibration after ingest skipped: %s", exc)
-
-
 def _sync(source: Source, job_id: str) -> str:
     jobs().running(job_id)
     wait_s = min(600.0, settings.sync_time_limit_s / 2)
@@ -161,8 +149,6 @@ def _sync(source: Source, job_id: str) -> str:
         current = services().source_store.get(source.id) or source  # fresh options and state
         connector = services().connector(current)
         report = services().syncer.sync(current, connector, run_id=job_id, progress=_Throttled(job_id))
-    if report.added or report.changed or report.removed:
-        _recalibrate()
     return report.summary()
 
 
@@ -223,8 +209,6 @@ def ingest(self: Task, target: str, job_id: str) -> str:
     if report.failed and not (report.added or report.changed or report.unchanged):
         path, reason = report.failed[0]
         raise SourceError(path, reason)
-    if report.added or report.changed or report.removed:
-        _recalibrate()
     jobs().done(job_id, report.summary() + f" ({report.chunks_embedded} chunks embedded)")
     return report.summary()
 
