@@ -74,7 +74,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Services:
     services = Services(settings)
     report = services.ingestor.ingest(iter_documents([docs], source="docs", max_bytes=1 << 20), source="docs")
     assert len(report.added) == len(DOCS)
-    services.decline_policy()  # calibrated after the ingest, as the CLI and the workers do
+    services.decline_policy()  # calibrated after the ingest, as `supportbot ingest` does
     return services
 
 
