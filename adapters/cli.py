@@ -114,6 +114,8 @@ def _ingest(
     _print_left_out(report.skipped, report.failed, report_path)
     if report_path is not None:
         _write_report(report_path, report)
+    if report.added or report.changed or report.removed:
+        _recalibrate(services)
     return 1 if report.failed and not (report.added or report.changed or report.unchanged) else 0
 
 
@@ -169,6 +171,38 @@ def _write_report(path: Path, report: IngestReport) -> None:
 
 def _patterns(values: list[str] | None) -> tuple[str, ...]:
     return tuple(p.strip() for v in values or [] for p in v.split(",") if p.strip())
+
+
+def _recalibrate(services: Services) -> None:
+    """Re-run the knowledge base's self-calibration (after an ingest or sync changed it)."""
+    from bot.calibration import calibrate_report, save
+
+    report = calibrate_report(services.answers)
+    save(services.data_dir / "calibration.json", services.index.count(), report)
+    err.print(
+        f"calibrated: decline below {report.policy.threshold:.3f} "
+        f"(off-topic level {report.policy.off_dense:.3f}, on-topic {report.policy.on_dense:.3f})"
+    )
+
+
+@app.command()
+def calibrate(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+) -> None:
+    """Re-run the knowledge base's self-calibration and print what it chose and why."""
+    from dataclasses import asdict
+
+    from bot.calibration import calibrate_report, save
+
+    services = _services()
+    count = services.index.count()
+    report = calibrate_report(services.answers)
+    save(services.data_dir / "calibration.json", count, report)
+    if as_json:
+        sys.stdout.write(json.dumps({**asdict(report), "chunks": count, "why": report.explain()}) + "\n")
+        return
+    out.print(f"calibrated a knowledge base of {count} chunks in {report.seconds:.1f}s")
+    out.print(report.explain())
 
 
 @app.command()
@@ -336,7 +370,7 @@ def eval_retrieval(
             t = time.perf_counter()
             result = services.retriever.search(q.text, 100, UNRESTRICTED)
             times.append((time.perf_counter() - t) * 1000)
-            ranked = doc_ranking(result.passages, result.duplicates_of)
+            ranked = doc_ranking(result.passages)
             ndcg.append(ndcg_at(ranked, q.relevant))
             r10.append(recall_at(ranked, q.relevant, 10))
             r50.append(recall_at(ranked, q.relevant, 50))
@@ -567,6 +601,8 @@ def _sync_inline(services: Services, name: str) -> int:
             return 1
     out.print(f"{source.name}: {report.summary()}", highlight=False)
     _print_left_out(report.left_out, report.failed, None, offer_report=False)
+    if report.added or report.changed or report.removed:
+        _recalibrate(services)
     return 0
 
 

@@ -200,7 +200,7 @@ class Services:
         """The policy calibrated for this knowledge base (recomputed when the index changes)."""
         from bot.calibration import load_or_calibrate
 
-        return load_or_calibrate(self.data_dir / "calibration.json", self.retriever)
+        return load_or_calibrate(self.data_dir / "calibration.json", self.answers)
 
     @cached_property
     def access(self) -> AccessResolver:

@@ -67,7 +67,7 @@ def ndcg(services: Services, queries: list[EvalQuery]) -> float:
     values = []
     for q in queries:
         result = services.retriever.search(q.text, 30, filters)
-        values.append(ndcg_at(doc_ranking(result.passages, result.duplicates_of), q.relevant))
+        values.append(ndcg_at(doc_ranking(result.passages), q.relevant))
     return sum(values) / len(values) if values else 0.0
 
 

@@ -76,7 +76,7 @@ def main() -> None:
                     result = retriever.search(q.text, 30, UNRESTRICTED)
                     times.setdefault(label, []).append((time.perf_counter() - t) * 1000)
                     scores.setdefault(label, []).append(
-                        ndcg_at(doc_ranking(result.passages, result.duplicates_of), q.relevant)
+                        ndcg_at(doc_ranking(result.passages), q.relevant)
                     )
             for label, values in scores.items():
                 figures[f"{name}.{label}.ndcg@10"] = round(sum(values) / len(values), 4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,20 +45,14 @@ def load_queries(dataset: Path) -> list[EvalQuery]:
     return out
 
 
-def doc_ranking(
-    passages: Sequence[ScoredChunk], duplicates_of: Mapping[str, Sequence[ScoredChunk]] | None = None
-) -> list[str]:
-    """Documents in the order of their best passage.
+def doc_ranking(passages: Sequence[ScoredChunk]) -> list[str]:
+    """Documents in the order of their best returned passage.
 
-    With ``duplicates_of`` (``Retrieval.duplicates_of``: passage chunk id → the near-duplicate
-    passages collapsed into it) each duplicate's document is listed right after its
-    representative's: the product shows one passage, the document ranking stays faithful.
-    Documents are named by their corpus ``_id`` (what qrels name), not the index's doc id.
+    Only what the product shows counts: a near-duplicate passage collapsed into another
+    (``Retrieval.duplicates_of``) is not shown, so its document gets no credit. Documents are
+    named by their corpus ``_id`` (what qrels name), not the index's doc id.
     """
-    dups = duplicates_of or {}
-    return list(
-        dict.fromkeys(corpus_id(d.chunk.doc_id) for p in passages for d in (p, *dups.get(p.chunk.id, ())))
-    )
+    return list(dict.fromkeys(corpus_id(p.chunk.doc_id) for p in passages))
 
 
 def ndcg_at(ranked: Sequence[str], relevant: frozenset[str], k: int = 10) -> float:

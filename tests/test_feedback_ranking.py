@@ -23,6 +23,12 @@ def services(tmp_path: Path) -> Services:
     (docs / "a.md").write_text("# Reset\n\nTo reset the router, hold the reset button for ten seconds.\n")
     (docs / "b.md").write_text("# Restart\n\nTo reset the router remotely, use the admin console restart page.\n")
     (docs / "c.md").write_text("# Billing\n\nInvoices are sent on the first day of every month.\n")
+    # Other documents, two of them naming the router: scores are min-max normalised over the
+    # candidates, so with only two keyword hits the second would get no keyword share at all.
+    notes = ["The router in the lobby belongs to facilities.", "Parking permits are renewed each January.",
+             "A guest router is in meeting room 4.", "Badges are printed at reception."]
+    for i, note in enumerate(notes):
+        (docs / f"z{i}.md").write_text(f"# Note {i}\n\n{note}\n")
     s = Services(Settings(data_dir=tmp_path / "data", _env_file=None))  # type: ignore[call-arg]
     s.ingestor.ingest(iter_documents([docs], source="d", max_bytes=1 << 20), source="d")
     return s

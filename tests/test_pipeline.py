@@ -236,3 +236,26 @@ def test_cli_ingest_search_and_eval_json(tmp_path: Path) -> None:
     figures = json.loads(result.stdout)  # exactly one JSON object on stdout
     assert set(figures) == {"ndcg@10", "recall@10", "recall@50", "mrr@10", "queries", "p50_ms", "p95_ms"}
     assert figures["queries"] == 2 and figures["ndcg@10"] == 1.0
+
+
+def test_cli_calibrate_prints_what_it_chose_and_ingest_stores_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from adapters.cli import app
+
+    folder = _docs(tmp_path)
+    data = tmp_path / "cal-data"
+    env = {"SUPPORTBOT_DATA_DIR": str(data)}
+    runner = CliRunner()
+    result = runner.invoke(app, ["ingest", str(folder)], env=env)
+    assert result.exit_code == 0, result.output
+    stored = json.loads((data / "calibration.json").read_text())  # calibrated after the ingest
+    assert stored["count"] > 0 and "threshold" in stored["policy"] and stored["why"]
+    result = runner.invoke(app, ["calibrate", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # exactly one JSON object on stdout
+    assert report["chunks"] == stored["count"]
+    assert report["policy"] == stored["policy"]  # deterministic for the same index
+    assert 0.0 < report["policy"]["threshold"] < 1.0 and report["offtopic"] > 0
+    result = runner.invoke(app, ["calibrate"], env=env)
+    assert result.exit_code == 0 and "decline threshold" in result.stdout and "off-topic" in result.stdout

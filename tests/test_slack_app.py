@@ -110,6 +110,7 @@ def services(tmp_path_factory: pytest.TempPathFactory, fake: FakeSlack) -> Servi
     built = Services(settings)
     report = built.ingestor.ingest(iter_documents([docs], source="kb", max_bytes=10**7), source="kb")
     assert len(report.added) == 3
+    built.decline_policy()  # calibrated after the ingest, as `supportbot ingest` does
     return built
 
 

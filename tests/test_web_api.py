@@ -294,6 +294,8 @@ def test_reviewed_questions_export_as_a_beir_set_that_supportbot_eval_runs(
 
     csrf = {"X-CSRF-Token": csrf_token(admin)}
     asked = client.post("/api/ask", json={"text": "How long do enterprise refunds take?"}).json()
+    # A 👎 puts the answer in the review queue whether it was answered or declined.
+    client.post("/api/feedback", json={"answer_id": asked["id"], "vote": "down"})
     hits = admin.get("/api/admin/search", params={"q": "enterprise refunds"}).json()["passages"]
     refund = next(p for p in hits if p["title"] == "Billing")
     review = {"answer_id": asked["id"], "verdict": "passages", "passages": [refund]}
