@@ -135,12 +135,21 @@ class Services:
 
         return SqlAnswerStore(self.settings.sqlalchemy_url)
 
+    @property
+    def generator_kind(self) -> str:
+        """The generator in use: ``auto`` is ``openai`` when OPENAI_API_KEY is set, else ``extractive``."""
+        s = self.settings
+        if s.generator != "auto":
+            return s.generator
+        return "openai" if _secret(s.openai_api_key) else "extractive"
+
     @cached_property
     def generator(self) -> Generator:
         s = self.settings
-        if s.generator == "extractive":
+        kind = self.generator_kind
+        if kind == "extractive":
             return ExtractiveGenerator()
-        if s.generator == "openai":
+        if kind == "openai":
             from adapters.providers.openai_provider import OpenAIGenerator, openai_client
 
             key = _secret(s.openai_api_key)
@@ -179,7 +188,7 @@ class Services:
     def rewriter(self) -> QueryRewriter | None:
         """The LLM follow-up rewrite when an OpenAI(-compatible) generator is configured."""
         s = self.settings
-        if s.generator != "openai":
+        if self.generator_kind != "openai":
             return None
         from adapters.providers.openai_provider import OpenAIRewriter, openai_client
 
