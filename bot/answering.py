@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 
 from bot.answertype import expected_type, has_type
 from bot.errors import ProviderError
-from bot.ports import AnswerStore, ChunkIndex, Generation, GenerationRequest, Generator, QueryRewriter
 from bot.phrasing import hedge
+from bot.ports import AnswerStore, ChunkIndex, Generation, GenerationRequest, Generator, QueryRewriter
 from bot.prompt import PROMPT_VERSION, is_not_found
 from bot.retrieval import Retrieval, Retriever
 from bot.rewrite import standalone_query
@@ -543,10 +543,7 @@ class AnswerService:
             cited = [passages[n - 1] for n in checked.numbers]
             limit = policy.support_passages or len(passages)
             ranked_cited = [c for n, c in zip(checked.numbers, cited, strict=True) if n <= limit]
-            # The sources listed under "See also" are part of the reply: the quote is one
-            # passage, the support for answering at all may lie across the top ones.
             also = see_also(cited, passages, policy.related_dense)
-            ranked_cited += [h for h in also if passages.index(h) < limit]
             supported = support(
                 question.text,
                 [c.chunk.text + " " + c.chunk.context for c in ranked_cited],

@@ -137,10 +137,10 @@ def read_units(text: str) -> list[Unit]:
             j = i + 1
             while j < len(lines) and not lines[j].strip().startswith(marker):
                 j += 1
-            body = "\n".join(lines[i : min(j + 1, len(lines))])
+            code = "\n".join(lines[i : min(j + 1, len(lines))])
             if j >= len(lines):
-                body += "\n" + marker  # an unclosed fence (a chunk boundary) is closed for display
-            units.append(Unit(body, "code", "\n\n", block))
+                code += "\n" + marker  # an unclosed fence (a chunk boundary) is closed for display
+            units.append(Unit(code, "code", "\n\n", block))
             block += 1
             i = j + 1
             continue
@@ -200,9 +200,7 @@ def _paragraph_lines(lines: list[str]) -> list[str]:
     out: list[str] = []
     for raw in lines:
         line = raw.strip()
-        if out and not re.search(r"[.!?:;]['\")\]]?$", out[-1]) and not line[:1].isupper():
-            out[-1] = f"{out[-1]} {line}"
-        elif out and not re.search(r"[.!?:;]['\")\]]?$", out[-1]) and len(out[-1]) >= 60:
+        if out and not re.search(r"[.!?:;]['\")\]]?$", out[-1]) and not line[:1].isupper() or out and not re.search(r"[.!?:;]['\")\]]?$", out[-1]) and len(out[-1]) >= 60:
             out[-1] = f"{out[-1]} {line}"
         else:
             out.append(line)
@@ -309,6 +307,7 @@ class ExtractiveGenerator:
         type_boost: float = 1.0,
         second_share: float = 0.4,
         question_weight: float = 0.5,
+        score_weight: float = 0.0,
     ) -> None:
         self.max_passages = max_passages  # candidates to quote from, in retrieval order
         self.window_words = window_words  # a quote grows around its best unit up to this many words
@@ -319,6 +318,9 @@ class ExtractiveGenerator:
         # the question uncovered and the second covers more of it than the first.
         self.second_share = second_share
         self.question_weight = question_weight  # a unit that is itself a question (an FAQ title) counts less
+        # The retrieval score's say in which passage to quote: a passage's coverage is multiplied
+        # by (its retrieval score / the best one's) ** score_weight.
+        self.score_weight = score_weight
 
     # -- the protocol --------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> Generation:
@@ -357,11 +359,14 @@ class ExtractiveGenerator:
         idf = {t: math.log(1 + n_units / (1 + df[t])) + (0.5 if df[t] else 0.0) for t in asked}
         kind = expected_type(request.question)
         quotes: list[Quote] = []
+        top = max((p.hit.score for p in candidates), default=0.0)
         for rank, (p, terms) in enumerate(zip(candidates, unit_terms, strict=True)):
             quote = self._best_window(p, terms, asked, idf, kind, request.question)
             if quote is not None:
-                quotes.append(Quote(quote.passage, quote.start, quote.end, quote.covered,
-                                    quote.score / (1 + self.rank_decay * rank)))
+                prior = 1 / (1 + self.rank_decay * rank)
+                if self.score_weight and top > 0:
+                    prior *= (max(p.hit.score, 0.0) / top) ** self.score_weight
+                quotes.append(Quote(quote.passage, quote.start, quote.end, quote.covered, quote.score * prior))
         quotes = [q for q in quotes if q.score > 0]
         if not quotes:
             return []

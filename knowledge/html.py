@@ -23,18 +23,15 @@ from lxml import etree
 __all__ = ["html_to_markdown"]
 
 _DROP_TAGS = frozenset(
-    "script style noscript template svg canvas nav header footer aside form button iframe dialog select "
-    "input textarea object embed".split()
+    ["script", "style", "noscript", "template", "svg", "canvas", "nav", "header", "footer", "aside", "form", "button", "iframe", "dialog", "select", "input", "textarea", "object", "embed"]
 )
-_DROP_ROLES = frozenset("navigation banner contentinfo complementary search dialog alertdialog menu menubar".split())
+_DROP_ROLES = frozenset(["navigation", "banner", "contentinfo", "complementary", "search", "dialog", "alertdialog", "menu", "menubar"])
 # Words in a class or id that mark page furniture, not content.
 _FURNITURE = frozenset(
-    "nav navbar navigation menu menubar breadcrumb breadcrumbs sidebar side-bar sidenav toc "
-    "footer cookie cookies consent gdpr skip skiplink social share sharing pagination".split()
+    ["nav", "navbar", "navigation", "menu", "menubar", "breadcrumb", "breadcrumbs", "sidebar", "side-bar", "sidenav", "toc", "footer", "cookie", "cookies", "consent", "gdpr", "skip", "skiplink", "social", "share", "sharing", "pagination"]
 )
 _BLOCK_TAGS = frozenset(
-    "p div section article main body html blockquote figure figcaption center details summary "
-    "address hgroup fieldset".split()
+    ["p", "div", "section", "article", "main", "body", "html", "blockquote", "figure", "figcaption", "center", "details", "summary", "address", "hgroup", "fieldset"]
 )
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _SPACE = re.compile(r"\s+")
@@ -64,10 +61,10 @@ def _main(doc: lxml.html.HtmlElement) -> lxml.html.HtmlElement:
     for query in ("//main", "//*[@role='main']"):
         found = doc.xpath(query)
         if found:
-            return found[0]  # type: ignore[no-any-return]
+            return found[0]
     articles = doc.xpath("//article")
     if len(articles) == 1:
-        return articles[0]  # type: ignore[no-any-return]
+        return articles[0]
     body = doc.find("body")
     return body if body is not None else doc
 

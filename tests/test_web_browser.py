@@ -241,3 +241,20 @@ def test_login_page_says_when_there_are_no_admin_pages(page: Any, tmp_path: Path
         page.goto(running.url + "/login")
         expect(page.locator("#notice")).to_contain_text("no admin password is configured")
         expect(page.locator("#password")).to_be_disabled()
+
+
+def test_a_quoted_code_block_and_list_render_as_code_and_list(page: Any, server: Server) -> None:
+    page.goto(server.url + "/")
+    html = page.evaluate(
+        """() => {
+            const box = document.createElement("div");
+            box.append(window.sb.renderText(
+                "From **Branches** [1]:\\n\\nInstead of HEAD, use:\\n\\n  ```\\n  # start from main\\n"
+                + "  $ git switch -c topic main\\n  ```\\n\\n- first item\\n  continued\\n- second <b>item</b>",
+                null));
+            return box.innerHTML;
+        }"""
+    )
+    assert "<pre><code># start from main\n$ git switch -c topic main</code></pre>" in html
+    assert "<ul><li>first item<br>continued</li><li>second &lt;b&gt;item&lt;/b&gt;</li></ul>" in html
+    assert "<h1>" not in html
