@@ -20,7 +20,7 @@ from bot.answering import AnswerService, DeclinePolicy
 from bot.errors import ConfigError, ProviderError
 from bot.extractive import ExtractiveGenerator
 from bot.feedback import FeedbackConfig, FeedbackRanker, VoteRecord
-from bot.ports import AnswerStore, ChunkIndex, DocumentStore, Embedder, Generator, QueryRewriter, Reranker
+from bot.ports import AnswerStore, ChunkIndex, ChunkLookup, DocumentStore, Embedder, Generator, QueryRewriter, Reranker
 from bot.retrieval import RetrievalConfig, Retriever
 from knowledge.pipeline import Ingestor
 
@@ -136,6 +136,11 @@ class Services:
         return SqlAnswerStore(self.settings.sqlalchemy_url)
 
     @property
+    def _lookup(self) -> ChunkLookup | None:
+        """The index, when it can return chunks by id (the extractive answerer reads past a chunk boundary)."""
+        return self.index if isinstance(self.index, ChunkLookup) else None
+
+    @property
     def generator_kind(self) -> str:
         """The generator in use: ``auto`` is ``openai`` when OPENAI_API_KEY is set, else ``extractive``."""
         s = self.settings
@@ -148,7 +153,7 @@ class Services:
         s = self.settings
         kind = self.generator_kind
         if kind == "extractive":
-            return ExtractiveGenerator()
+            return ExtractiveGenerator(lookup=self._lookup)
         if kind == "openai":
             from adapters.providers.openai_provider import OpenAIGenerator, openai_client
 
@@ -173,7 +178,7 @@ class Services:
 
     @cached_property
     def answers(self) -> AnswerService:
-        fallback = None if isinstance(self.generator, ExtractiveGenerator) else ExtractiveGenerator()
+        fallback = None if isinstance(self.generator, ExtractiveGenerator) else ExtractiveGenerator(lookup=self._lookup)
         return AnswerService(
             self.retriever,
             self.generator,

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.answertype import expected_type, has_type
-from bot.ports import Generation, GenerationRequest
+from bot.ports import ChunkLookup, Generation, GenerationRequest
 from bot.rewrite import standalone_query
-from bot.types import ScoredChunk
+from bot.types import Chunk, ScoredChunk
 from knowledge.fingerprint import same_document
 from knowledge.text import content_words
 
@@ -233,29 +233,27 @@ class Passage:
     origin: tuple[int, ...]  # for each unit, the 1-based number of the passage it came from
 
 
-def _neighbourhood(passages: Sequence[ScoredChunk], at: int) -> Passage:
-    """Passage ``at`` joined with the consecutive chunks of its document found beside it."""
+def _neighbourhood(passages: Sequence[ScoredChunk], at: int, extra: Mapping[str, Chunk]) -> Passage:
+    """Passage ``at`` joined with the consecutive chunks of its document beside it: those found
+    among the passages, and those in ``extra`` (looked up by id); same heading path only."""
     hit = passages[at]
-    by_ordinal = {
-        p.chunk.ordinal: n for n, p in enumerate(passages) if p.chunk.doc_id == hit.chunk.doc_id
+    doc = hit.chunk.doc_id
+    by_ordinal: dict[int, tuple[Chunk, int]] = {
+        c.ordinal: (c, hit_number)
+        for c, hit_number in [(c, at + 1) for c in extra.values() if c.doc_id == doc]
+        + [(p.chunk, n + 1) for n, p in enumerate(passages) if p.chunk.doc_id == doc]
     }
     lo = hi = hit.chunk.ordinal
-    while lo - 1 in by_ordinal:
+    while lo - 1 in by_ordinal and by_ordinal[lo - 1][0].heading_path == hit.chunk.heading_path:
         lo -= 1
-    while hi + 1 in by_ordinal:
+    while hi + 1 in by_ordinal and by_ordinal[hi + 1][0].heading_path == hit.chunk.heading_path:
         hi += 1
     units: list[Unit] = []
     origin: list[int] = []
     offset = 0
     for ordinal in range(lo, hi + 1):
-        n = by_ordinal[ordinal]
-        own = read_units(passages[n].chunk.text)
-        if passages[n].chunk.heading_path != hit.chunk.heading_path:
-            if ordinal < hit.chunk.ordinal:
-                units.clear()
-                origin.clear()
-                continue
-            break
+        chunk, number = by_ordinal[ordinal]
+        own = read_units(chunk.text)
         # Consecutive chunks share an overlap of whole sentences: drop the repeated ones.
         skip = 0
         for k in range(min(len(own), len(units)), 0, -1):
@@ -264,9 +262,21 @@ def _neighbourhood(passages: Sequence[ScoredChunk], at: int) -> Passage:
                 break
         for u in own[skip:]:
             units.append(Unit(u.text, u.kind, u.sep, u.block + offset))
-            origin.append(n + 1)
+            origin.append(number)
         offset = (units[-1].block + 1) if units else offset
     return Passage(at + 1, hit, tuple(units), tuple(origin))
+
+
+def _neighbour_ids(passages: Sequence[ScoredChunk], reach: int) -> list[str]:
+    """Ids of the chunks up to ``reach`` before and after each passage, not among the passages."""
+    have = {p.chunk.id for p in passages}
+    ids = [
+        f"{p.chunk.doc_id}#{p.chunk.ordinal + d}"
+        for p in passages
+        for d in (*range(-reach, 0), *range(1, reach + 1))
+        if p.chunk.ordinal + d >= 0
+    ]
+    return [i for i in dict.fromkeys(ids) if i not in have]
 
 
 # -- scoring and windows -------------------------------------------------------------------------
@@ -308,7 +318,11 @@ class ExtractiveGenerator:
         second_share: float = 0.4,
         question_weight: float = 0.5,
         score_weight: float = 0.0,
+        lookup: ChunkLookup | None = None,
+        reach: int = 2,
     ) -> None:
+        self.lookup = lookup  # the index, to read past a chunk boundary (bot.ports.ChunkLookup)
+        self.reach = reach  # how many chunks before and after a passage may be read
         self.max_passages = max_passages  # candidates to quote from, in retrieval order
         self.window_words = window_words  # a quote grows around its best unit up to this many words
         self.rank_decay = rank_decay  # a lower-ranked passage's score is divided by (1 + decay * rank)
@@ -352,7 +366,14 @@ class ExtractiveGenerator:
                 for m in range(n)
             )
         ]
-        candidates = [_neighbourhood(passages, n) for n in keep]
+        extra: dict[str, Chunk] = {}
+        if self.lookup is not None and self.reach > 0:
+            # Only chunks as visible as the passage they extend (a document's chunks share its access).
+            access = {p.chunk.doc_id: p.chunk.access for p in passages}
+            for c in self.lookup.chunks(_neighbour_ids([passages[n] for n in keep], self.reach)):
+                if access.get(c.doc_id) == c.access:
+                    extra[c.id] = c
+        candidates = [_neighbourhood(passages, n, extra) for n in keep]
         unit_terms = [[_terms(u.text) for u in p.units] for p in candidates]
         n_units = sum(len(t) for t in unit_terms) or 1
         df = {t: sum(1 for ts in unit_terms for s in ts if t in s) for t in asked}
@@ -482,12 +503,17 @@ def _escape_numbers(text: str) -> str:
 
 
 def render_quotes(quotes: Sequence[Quote]) -> str:
-    """Each quote under its title and heading path, cited once: ``From **T > H** [n]:``."""
+    """Each quote under its title and heading path, cited once: ``From **T > H** [n]:``
+    (a passage with neither is cited at the end of its quote)."""
     out: list[str] = []
     for q in quotes:
         chunk = q.passage.hit.chunk
         where = chunk.context
         body = _escape_numbers(q.text)
-        head = f"From **{_escape_numbers(where)}** [{q.passage.number}]:" if where else f"[{q.passage.number}]"
-        out.append(f"{head}\n\n{body}")
+        if where:
+            out.append(f"From **{_escape_numbers(where)}** [{q.passage.number}]:\n\n{body}")
+        elif q.units[-1].kind == "sentence":
+            out.append(f"{body} [{q.passage.number}]")
+        else:  # after a code block, a list or a table the citation gets its own line
+            out.append(f"{body}\n\n[{q.passage.number}]")
     return "\n\n".join(out)

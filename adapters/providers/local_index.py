@@ -763,6 +763,16 @@ class LocalIndex:
             self._catch_up(conn)
             return int(np.count_nonzero(self._rows[: self._n] >= 0))
 
+    def chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """ChunkLookup: the stored chunks among ``chunk_ids``, in the order given (unknown ids skipped)."""
+        conn = self._conn()
+        with self._lock:
+            self._catch_up(conn)
+            live = [c for c, pos in zip(chunk_ids, self._positions(conn, chunk_ids), strict=True) if pos is not None]
+            rows = [self._row_of[c] for c in live]
+            found = self._chunks(conn, rows)
+            return [found[r] for r in rows if r in found]
+
     def doc_chunk_ids(self, doc_id: str) -> list[str]:
         return [
             r[0]
