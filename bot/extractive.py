@@ -230,7 +230,7 @@ class Passage:
     number: int
     hit: ScoredChunk
     units: tuple[Unit, ...]
-    origin: tuple[int, ...]  # for each unit, the 1-based number of the passage it came from
+    origin: tuple[int, ...]  # the 1-based numbers of the passages joined into it (0: looked up)
 
 
 def _neighbourhood(passages: Sequence[ScoredChunk], at: int, extra: Mapping[str, Chunk]) -> Passage:
@@ -240,7 +240,7 @@ def _neighbourhood(passages: Sequence[ScoredChunk], at: int, extra: Mapping[str,
     doc = hit.chunk.doc_id
     by_ordinal: dict[int, tuple[Chunk, int]] = {
         c.ordinal: (c, hit_number)
-        for c, hit_number in [(c, at + 1) for c in extra.values() if c.doc_id == doc]
+        for c, hit_number in [(c, 0) for c in extra.values() if c.doc_id == doc]
         + [(p.chunk, n + 1) for n, p in enumerate(passages) if p.chunk.doc_id == doc]
     }
     lo = hi = hit.chunk.ordinal
@@ -248,23 +248,44 @@ def _neighbourhood(passages: Sequence[ScoredChunk], at: int, extra: Mapping[str,
         lo -= 1
     while hi + 1 in by_ordinal and by_ordinal[hi + 1][0].heading_path == hit.chunk.heading_path:
         hi += 1
-    units: list[Unit] = []
-    origin: list[int] = []
-    offset = 0
+    text = ""
+    numbers: list[int] = []
     for ordinal in range(lo, hi + 1):
         chunk, number = by_ordinal[ordinal]
-        own = read_units(chunk.text)
-        # Consecutive chunks share an overlap of whole sentences: drop the repeated ones.
-        skip = 0
-        for k in range(min(len(own), len(units)), 0, -1):
-            if [u.text for u in units[-k:]] == [u.text for u in own[:k]]:
-                skip = k
-                break
-        for u in own[skip:]:
-            units.append(Unit(u.text, u.kind, u.sep, u.block + offset))
-            origin.append(number)
-        offset = (units[-1].block + 1) if units else offset
-    return Passage(at + 1, hit, tuple(units), tuple(origin))
+        numbers.append(number)
+        if not text:
+            text = chunk.text
+            continue
+        # Consecutive chunks share an overlap (whole sentences or a run of words): drop it, and
+        # continue a sentence the boundary cut on the same line.
+        rest = _without_overlap(text, chunk.text)
+        cut = not _ENDS.search(text) and rest[:1].islower()
+        text = f"{text}{' ' if cut else chr(10) * 2}{rest}"
+    units = read_units(text)
+    if lo > 0 and len(units) > 1 and _starts_mid_sentence(units[0]):
+        units = units[1:]  # the tail of a sentence cut by the chunk before, which is not here
+    if len(units) > 1 and units[-1].kind == "sentence" and not _ENDS.search(units[-1].text):
+        units = units[:-1]  # a sentence the chunk boundary cut: the chunk after repeats it whole
+    return Passage(at + 1, hit, tuple(units), tuple(numbers))
+
+
+_ENDS = re.compile(r"[.!?:;)\]\"'`*]\s*$")
+_WORD_SPAN = re.compile(r"\S+")
+
+
+def _starts_mid_sentence(unit: Unit) -> bool:
+    return unit.kind == "sentence" and unit.text[:1].islower()
+
+
+def _without_overlap(previous: str, text: str, limit: int = 80) -> str:
+    """``text`` without its first words when they repeat the last words of ``previous``."""
+    before = previous.split()[-limit:]
+    spans = list(_WORD_SPAN.finditer(text))[:limit]
+    after = [m.group(0) for m in spans]
+    for k in range(min(len(before), len(after)), 2, -1):
+        if before[-k:] == after[:k]:
+            return text[spans[k - 1].end() :].lstrip()
+    return text
 
 
 def _neighbour_ids(passages: Sequence[ScoredChunk], reach: int) -> list[str]:
@@ -311,7 +332,7 @@ class ExtractiveGenerator:
     def __init__(
         self,
         max_passages: int = 5,
-        window_words: int = 90,
+        window_words: int = 110,
         rank_decay: float = 0.35,
         context_weight: float = 0.5,
         type_boost: float = 1.0,

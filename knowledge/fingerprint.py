@@ -51,5 +51,19 @@ def distance(a: str, b: str) -> int:
 
 
 def same_document(a: Chunk, b: Chunk) -> bool:
-    """Whether two chunks come from near-identical documents (the same document included)."""
-    return a.doc_id == b.doc_id or distance(a.fingerprint, b.fingerprint) <= MAX_DISTANCE
+    """Whether two chunks come from near-identical documents (the same document included):
+    fingerprints within ``MAX_DISTANCE``, or the same page in two formats side by side
+    (``git-commit.txt`` and ``git-commit.html``: one URL but for the file extension; a
+    ``.txt`` source can include parts that its fingerprint then lacks)."""
+    if a.doc_id == b.doc_id or distance(a.fingerprint, b.fingerprint) <= MAX_DISTANCE:
+        return True
+    return _without_extension(a.url) == _without_extension(b.url) != ""
+
+
+def _without_extension(url: str) -> str:
+    head, slash, name = url.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    return f"{head}{slash}{stem}" if dot and stem and ext.lower() in _FORMATS else ""
+
+
+_FORMATS = frozenset({"txt", "html", "htm", "md", "markdown", "rst", "adoc", "asciidoc", "pdf", "docx"})

@@ -295,3 +295,17 @@ def test_reference_recall_counts_the_reference_content_words_found() -> None:
     assert reference_recall("Press the Home button.", "Press the **Home** button [1].") == 1.0
     assert reference_recall("Press the Home button twice.", "Press Home.") == 0.5
     assert reference_recall("", "anything") == 0.0
+
+
+def test_neighbouring_chunks_are_joined_without_repeating_their_overlap() -> None:
+    first = "Stash your work before you switch. The stash keeps staged and unstaged changes of the"
+    second = "staged and unstaged changes of the working tree until you apply it again with git stash pop."
+    chunks = [
+        Chunk(**{**make_chunk("s", doc="stash", ordinal=n, text=t).__dict__}) for n, t in enumerate([first, second])
+    ]
+    request = GenerationRequest(
+        "How do I apply my stash again?", tuple(ScoredChunk(c, 1.0 - c.ordinal / 10, {"dense": 0.9}) for c in chunks)
+    )
+    text = ExtractiveGenerator().generate(request).text
+    assert text.count("staged and unstaged changes of the") == 1
+    assert "The stash keeps staged and unstaged changes of the working tree until you apply it again with git stash pop." in text
