@@ -20,7 +20,16 @@ from bot.answering import AnswerService, DeclinePolicy
 from bot.errors import ConfigError, ProviderError
 from bot.extractive import ExtractiveGenerator
 from bot.feedback import FeedbackConfig, FeedbackRanker, VoteRecord
-from bot.ports import AnswerStore, ChunkIndex, ChunkLookup, DocumentStore, Embedder, Generator, QueryRewriter, Reranker
+from bot.ports import (
+    AnswerStore,
+    ChunkIndex,
+    ChunkLookup,
+    DocumentStore,
+    Embedder,
+    Generator,
+    QueryRewriter,
+    Reranker,
+)
 from bot.retrieval import RetrievalConfig, Retriever
 from knowledge.pipeline import Ingestor
 
