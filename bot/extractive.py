@@ -264,8 +264,6 @@ def _neighbourhood(passages: Sequence[ScoredChunk], at: int, extra: Mapping[str,
     units = read_units(text)
     if lo > 0 and len(units) > 1 and _starts_mid_sentence(units[0]):
         units = units[1:]  # the tail of a sentence cut by the chunk before, which is not here
-    if len(units) > 1 and units[-1].kind == "sentence" and not _ENDS.search(units[-1].text):
-        units = units[:-1]  # a sentence the chunk boundary cut: the chunk after repeats it whole
     return Passage(at + 1, hit, tuple(units), tuple(numbers))
 
 
