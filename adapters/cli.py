@@ -6,6 +6,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -118,7 +119,7 @@ def search(
         out.print(f"   {text}", highlight=False)
 
 
-def _emit_figures(figures: dict[str, float | int], as_json: bool) -> None:
+def _emit_figures(figures: Mapping[str, float | int | None], as_json: bool) -> None:
     """Evaluation figures: exactly one JSON object on stdout with --json, else aligned lines."""
     if as_json:
         sys.stdout.write(json.dumps(figures) + "\n")

@@ -116,13 +116,14 @@ def answer_figures(
     service: AnswerService,
     queries: Sequence[EvalQuery],
     on_answer: Callable[[EvalQuery, Answer], None] | None = None,
-) -> dict[str, float | int]:
+) -> dict[str, float | int | None]:
     """Ask every query (with its history) and measure answers and declines.
 
     A query with relevant documents is answerable, one without is not. Citation precision
     is the share of all citations (in answered replies) that point at a relevant document.
     ``reference_recall`` averages :func:`reference_recall` over the answerable queries that
-    carry a reference answer (a decline's text holds next to none of it); ``median_words`` is the median
+    carry a reference answer (a decline's text holds next to none of it; None when no query
+    has one); ``median_words`` is the median
     number of words of an answered reply. ``on_answer`` sees every query with its Answer.
     """
     answered = declined = cited_relevant = citations = relevant_citations = 0
@@ -162,6 +163,6 @@ def answer_figures(
         "unanswerable": unanswerable,
         "p50_ms": round(percentile(times, 0.5), 2),
         "p95_ms": round(percentile(times, 0.95), 2),
-        "reference_recall": round(sum(recalls) / len(recalls), 4) if recalls else 0.0,
+        "reference_recall": round(sum(recalls) / len(recalls), 4) if recalls else None,
         "median_words": round(percentile(lengths, 0.5), 1),
     }
