@@ -309,3 +309,16 @@ def test_neighbouring_chunks_are_joined_without_repeating_their_overlap() -> Non
     text = ExtractiveGenerator().generate(request).text
     assert text.count("staged and unstaged changes of the") == 1
     assert "The stash keeps staged and unstaged changes of the working tree until you apply it again with git stash pop." in text
+
+
+def test_the_auto_generator_uses_an_llm_only_when_an_openai_key_is_set(tmp_path: Path) -> None:
+    from adapters.factory import build
+    from adapters.settings import Settings
+
+    offline = build(Settings(data_dir=tmp_path / "a", openai_api_key=None))  # type: ignore[call-arg]
+    assert offline.settings.generator == "auto" and offline.generator_kind == "extractive"
+    assert isinstance(offline.generator, ExtractiveGenerator)
+    online = build(Settings(data_dir=tmp_path / "b", openai_api_key="sk-test", openai_base_url="http://127.0.0.1:9/v1"))  # type: ignore[call-arg]
+    assert online.generator_kind == "openai" and online.generator.name != "extractive"
+    pinned = build(Settings(data_dir=tmp_path / "c", openai_api_key="sk-test", generator="extractive"))  # type: ignore[call-arg]
+    assert pinned.generator_kind == "extractive"
