@@ -322,3 +322,18 @@ def test_the_auto_generator_uses_an_llm_only_when_an_openai_key_is_set(tmp_path:
     assert online.generator_kind == "openai" and online.generator.name != "extractive"
     pinned = build(Settings(data_dir=tmp_path / "c", openai_api_key="sk-test", generator="extractive"))  # type: ignore[call-arg]
     assert pinned.generator_kind == "extractive"
+
+
+def test_see_also_is_listed_by_title_and_link_not_cited() -> None:
+    from dataclasses import replace
+
+    from adapters.slack.render import answer_blocks
+    from bot.types import Citation
+
+    other = Citation(1, "faq#0", "faq", "Reset FAQ", (), "https://docs.example.com/faq", None)
+    answer = replace(_answer("From **Reset** [1]:\n\nHold the button."), see_also=(other,))
+    slack = "\n".join(b["text"]["text"] for b in answer_blocks(answer) if b["type"] == "section")
+    assert "*See also*\n• <https://docs.example.com/faq|Reset FAQ>" in slack
+    card = answer_card(answer)["body"]
+    texts = [b.get("text", "") for b in card]
+    assert "See also" in texts and "- [Reset FAQ](https://docs.example.com/faq)" in texts
