@@ -331,7 +331,7 @@ class ExtractiveGenerator:
         self,
         max_passages: int = 5,
         window_words: int = 110,
-        rank_decay: float = 0.35,
+        rank_decay: float = 1.0,
         context_weight: float = 0.5,
         type_boost: float = 1.0,
         second_share: float = 0.4,
