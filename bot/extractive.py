@@ -417,10 +417,8 @@ class ExtractiveGenerator:
         left = asked - first.covered
         if sum(idf[t] for t in left) / total >= self.second_share:
             for q in quotes[1:]:
-                if q.passage.hit.chunk.doc_id == first.passage.hit.chunk.doc_id and set(
-                    q.passage.origin
-                ) & set(first.passage.origin):
-                    continue
+                if same_document(q.passage.hit.chunk, first.passage.hit.chunk):
+                    continue  # one quote a document: a second part answered on the same page is rare
                 gain = sum(idf[t] for t in left & q.covered)
                 if gain / total >= self.second_share / 2 and gain > sum(idf[t] for t in left & first.covered):
                     chosen.append(q)
