@@ -337,3 +337,37 @@ def test_see_also_is_listed_by_title_and_link_not_cited() -> None:
     card = answer_card(answer)["body"]
     texts = [b.get("text", "") for b in card]
     assert "See also" in texts and "- [Reset FAQ](https://docs.example.com/faq)" in texts
+
+
+def test_eval_answers_writes_one_line_per_query_with_its_reply(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from adapters.cli import app
+
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text(
+        json.dumps({"_id": "d1", "title": "Pairing", "text": "To pair the remote, hold Back and Play for 3 seconds."})
+        + "\n"
+        + json.dumps({"_id": "d2", "title": "Refunds", "text": "Refunds reach the original card within 5 business days."})
+    )
+    (beir / "queries.jsonl").write_text(
+        json.dumps({"_id": "q1", "text": "How do I pair the remote?", "answer": "Hold Back and Play for 3 seconds."})
+        + "\n"
+        + json.dumps({"_id": "q2", "text": "What is the capital of Peru?"})
+    )
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    out = tmp_path / "answers.jsonl"
+    result = CliRunner().invoke(
+        app, ["eval", "answers", str(beir), "--json", "--answers-out", str(out)], env={"SUPPORTBOT_DATA_DIR": str(tmp_path / "d")}
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["reference_recall"] == 1.0 and figures["median_words"] > 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in lines] == ["q1", "q2"]
+    assert set(lines[0]) == {"id", "question", "decision", "text", "confidence", "citations", "see_also"}
+    assert lines[0]["decision"] == "answered" and lines[0]["citations"][0] == {"number": 1, "doc_id": "d1", "chunk_id": "d1#0"}
+    assert lines[1]["decision"] == "declined" and lines[1]["citations"] == []
