@@ -6,9 +6,9 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -264,7 +264,7 @@ def search(
         out.print(f"   {text}", highlight=False)
 
 
-def _emit_figures(figures: dict[str, float | int], as_json: bool) -> None:
+def _emit_figures(figures: Mapping[str, float | int | None], as_json: bool) -> None:
     """Evaluation figures: exactly one JSON object on stdout with --json, else aligned lines."""
     if as_json:
         sys.stdout.write(json.dumps(figures) + "\n")
@@ -342,15 +342,35 @@ def _build_eval_services(dataset: Path, tmp: str) -> Services:
 def eval_answers(
     dataset: Annotated[Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+    answers_out: Annotated[
+        Path | None,
+        typer.Option("--answers-out", help="Write one JSON line per query (question, reply, citations) here"),
+    ] = None,
 ) -> None:
     """Build a fresh index from a BEIR folder, ask every query (with its history), measure the answers."""
-    from bot.evaluation import answer_figures, load_queries
+    from bot.evaluation import answer_figures, answer_record, load_queries
 
-    with tempfile.TemporaryDirectory(prefix="supportbot-eval-") as tmp:
-        services = _build_eval_services(dataset, tmp)
-        services.answer_store.engine  # migrate before timing  # noqa: B018
-        services.decline_policy()
-        figures = answer_figures(services.answers, load_queries(dataset))
+    sink = None
+    if answers_out is not None:
+        try:
+            sink = answers_out.open("w", encoding="utf-8")
+        except OSError as exc:
+            err.print(f"[red]error:[/red] cannot write {answers_out}: {exc.strerror or exc}")
+            raise typer.Exit(2) from None
+    try:
+        with tempfile.TemporaryDirectory(prefix="supportbot-eval-") as tmp:
+            services = _build_eval_services(dataset, tmp)
+            services.answer_store.engine  # migrate before timing  # noqa: B018
+            services.decline_policy()
+
+            def record(q: Any, answer: Any) -> None:
+                if sink is not None:
+                    sink.write(json.dumps(answer_record(q, answer)) + "\n")
+
+            figures = answer_figures(services.answers, load_queries(dataset), on_answer=record)
+    finally:
+        if sink is not None:
+            sink.close()
     _emit_figures(figures, as_json)
 
 

@@ -20,7 +20,16 @@ from bot.answering import AnswerService, DeclinePolicy
 from bot.errors import ConfigError, ProviderError
 from bot.extractive import ExtractiveGenerator
 from bot.feedback import FeedbackConfig, FeedbackRanker, VoteRecord
-from bot.ports import AnswerStore, ChunkIndex, DocumentStore, Embedder, Generator, QueryRewriter, Reranker
+from bot.ports import (
+    AnswerStore,
+    ChunkIndex,
+    ChunkLookup,
+    DocumentStore,
+    Embedder,
+    Generator,
+    QueryRewriter,
+    Reranker,
+)
 from bot.retrieval import RetrievalConfig, Retriever
 from knowledge.pipeline import Ingestor
 
@@ -141,12 +150,26 @@ class Services:
 
         return SqlAnswerStore(self.settings.sqlalchemy_url)
 
+    @property
+    def _lookup(self) -> ChunkLookup | None:
+        """The index, when it can return chunks by id (the extractive answerer reads past a chunk boundary)."""
+        return self.index if isinstance(self.index, ChunkLookup) else None
+
+    @property
+    def generator_kind(self) -> str:
+        """The generator in use: ``auto`` is ``openai`` when OPENAI_API_KEY is set, else ``extractive``."""
+        s = self.settings
+        if s.generator != "auto":
+            return s.generator
+        return "openai" if _secret(s.openai_api_key) else "extractive"
+
     @cached_property
     def generator(self) -> Generator:
         s = self.settings
-        if s.generator == "extractive":
-            return ExtractiveGenerator()
-        if s.generator == "openai":
+        kind = self.generator_kind
+        if kind == "extractive":
+            return ExtractiveGenerator(lookup=self._lookup)
+        if kind == "openai":
             from adapters.providers.openai_provider import OpenAIGenerator, openai_client
 
             key = _secret(s.openai_api_key)
@@ -172,7 +195,7 @@ class Services:
     def answers(self) -> AnswerService:
         from bot.verified import VerifiedFirst
 
-        fallback = None if isinstance(self.generator, ExtractiveGenerator) else ExtractiveGenerator()
+        fallback = None if isinstance(self.generator, ExtractiveGenerator) else ExtractiveGenerator(lookup=self._lookup)
         return AnswerService(
             self.retriever,
             VerifiedFirst(self.generator, self.verified_ranker),
@@ -187,7 +210,7 @@ class Services:
     def rewriter(self) -> QueryRewriter | None:
         """The LLM follow-up rewrite when an OpenAI(-compatible) generator is configured."""
         s = self.settings
-        if s.generator != "openai":
+        if self.generator_kind != "openai":
             return None
         from adapters.providers.openai_provider import OpenAIRewriter, openai_client
 

@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     feedback_ranking: bool = True  # votes on earlier answers nudge the ranking of similar questions
 
     # --- generator ---------------------------------------------------------------------------
-    generator: Literal["extractive", "openai", "llama-cpp"] = "extractive"
+    # "auto": an OpenAI(-compatible) LLM when OPENAI_API_KEY is set, else the offline extractive answerer.
+    generator: Literal["auto", "extractive", "openai", "llama-cpp"] = "auto"
     openai_model: str = "gpt-4o-mini"
     gguf_path: Path | None = None
     provider_timeout_s: float = Field(default=20.0, gt=0)

@@ -9,6 +9,10 @@ declined_rate against cited_relevant_rate.
 
     .venv/bin/python bench/answers.py [--data /work/shared/evaldata] [--json]
 
+Every set's figures include ``reference_recall`` (share of the reference answer's content
+words found in the reply, where the set has reference answers) and ``median_words`` (median
+words per answered reply).
+
 Writes bench/results/answers.json and bench/results/answers_curve.png. With ``--json``
 exactly one JSON object goes to stdout; progress goes to stderr.
 """

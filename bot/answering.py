@@ -28,6 +28,7 @@ import numpy as np
 
 from bot.answerability import AnswerabilityModel, KBLevels, default_model, features
 from bot.errors import ProviderError
+from bot.phrasing import hedge
 from bot.ports import (
     AnswerStore,
     ChunkIndex,
@@ -57,6 +58,8 @@ from knowledge.text import content_words
 log = logging.getLogger(__name__)
 
 _CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_CODE = re.compile(r"(```.*?(?:```|\Z)|`[^`\n]*`)", re.S)
+SEE_ALSO = 3  # at most this many other relevant sources under "See also"
 
 SENTENCE_PASSAGES = 5  # the sentence gate looks at the sentences of this many top passages
 MAX_SENTENCES = 12  # and embeds at most this many (a bound on its cost)
@@ -118,9 +121,13 @@ def check_citations(text: str, given: int) -> CheckedText:
                 kept.append(f"[{order.index(n) + 1}]")
         return "".join(kept)
 
-    cleaned = _CITE.sub(renumber, text)
-    cleaned = re.sub(r"[ \t]+([.,;:])", r"\1", cleaned)
-    return CheckedText(re.sub(r"[ \t]{2,}", " ", cleaned).strip(), tuple(order))
+    # Code is quoted verbatim: ``${a[1]}`` in a code block is not a citation.
+    parts = _CODE.split(text)
+    for i in range(0, len(parts), 2):
+        cleaned = _CITE.sub(renumber, parts[i])
+        cleaned = re.sub(r"[ \t]+([.,;:])", r"\1", cleaned)
+        parts[i] = re.sub(r"(?<=\S)[ \t]{2,}", " ", cleaned)
+    return CheckedText("".join(parts).strip(), tuple(order))
 
 
 class TermStats:
@@ -167,6 +174,54 @@ def _citation(number: int, hit: ScoredChunk) -> Citation:
     c = hit.chunk
     snippet = c.text if len(c.text) <= 300 else c.text[:297] + "…"
     return Citation(number, c.id, c.doc_id, c.title, c.heading_path, c.url, c.updated_at, snippet)
+
+
+def cite_once(text: str, passages: Sequence[ScoredChunk]) -> str:
+    """``text`` with every citation of a near-duplicate document (the same page as ``.txt`` and
+    ``.html``, a page copied into two spaces) pointed at the first such passage, so that the
+    page is cited once."""
+    from knowledge.fingerprint import same_document
+
+    alias: dict[int, int] = {}
+    for n, hit in enumerate(passages, 1):
+        for m in range(1, n):
+            if hit.chunk.doc_id != passages[m - 1].chunk.doc_id and same_document(hit.chunk, passages[m - 1].chunk):
+                alias[n] = alias.get(m, m)
+                break
+    if not alias:
+        return text
+
+    def point(match: re.Match[str]) -> str:
+        numbers = [int(x) for x in match.group(1).split(",")]
+        return "[" + ", ".join(str(alias.get(x, x)) for x in dict.fromkeys(alias.get(x, x) for x in numbers)) + "]"
+
+    parts = _CODE.split(text)
+    return "".join(p if i % 2 else _CITE.sub(point, p) for i, p in enumerate(parts))
+
+
+def see_also(
+    cited: Sequence[ScoredChunk], passages: Sequence[ScoredChunk], related_dense: float
+) -> list[ScoredChunk]:
+    """Other relevant sources to list under "See also" (not quoted, so not cited as [n]).
+
+    Passages at least ``related_dense`` close to the question, one per document, leaving out
+    the documents cited and their near-duplicates (the same page in another format or space:
+    :func:`knowledge.fingerprint.same_document`), at most ``SEE_ALSO``.
+    """
+    from knowledge.fingerprint import same_document
+
+    seen = list(cited)
+    out: list[ScoredChunk] = []
+    for hit in passages:
+        if len(out) >= SEE_ALSO:
+            break
+        if hit.scores.get("dense", 0.0) < related_dense:
+            continue
+        if any(hit.chunk.doc_id == s.chunk.doc_id or same_document(hit.chunk, s.chunk) for s in seen):
+            continue
+        seen.append(hit)
+        out.append(hit)
+    return out
 
 
 class AnswerService:
@@ -370,15 +425,17 @@ class AnswerService:
         )
         confidence = round(probability, 3)
         if generation is not None and not generation.not_found:
-            checked = check_citations(generation.text, len(passages))
+            checked = check_citations(cite_once(generation.text, passages), len(passages))
             cited = [passages[n - 1] for n in checked.numbers]
+            also = see_also(cited, passages, policy.related_dense)
             if cited:
                 return replace(
                     base,
-                    text=checked.text,
+                    text=hedge(checked.text, confidence),
                     decision=Decision.ANSWERED,
                     confidence=confidence,
                     citations=tuple(_citation(i + 1, hit) for i, hit in enumerate(cited)),
+                    see_also=tuple(_citation(i + 1, hit) for i, hit in enumerate(also)),
                 )
             log.debug("declining %r: no valid citation", question.text)
         closest = [p for p in passages if p.scores.get("dense", 0.0) >= policy.related_dense][:3]

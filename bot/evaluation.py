@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.answering import AnswerService
-from bot.types import Decision, Question, ScoredChunk, Turn
+from bot.types import Answer, Decision, Question, ScoredChunk, Turn
 from knowledge.identity import corpus_id
+from knowledge.text import content_words
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class EvalQuery:
     relevant: frozenset[str]
     history: tuple[tuple[str, str], ...] = ()  # (speaker, text)
     extra: tuple[tuple[str, str], ...] = ()
+    reference: str = ""  # a reference answer (``answer`` or ``reference_answer``), when the set has one
 
 
 def load_queries(dataset: Path) -> list[EvalQuery]:
@@ -41,7 +43,12 @@ def load_queries(dataset: Path) -> list[EvalQuery]:
             q = json.loads(line)
             history = tuple((str(t.get("speaker", "user")), str(t.get("text", ""))) for t in q.get("history") or ())
             extra = tuple((k, str(v)) for k, v in q.items() if k in ("answerability", "kind", "group"))
-            out.append(EvalQuery(str(q["_id"]), str(q["text"]), frozenset(qrels.get(str(q["_id"]), ())), history, extra))
+            reference = str(q.get("answer") or q.get("reference_answer") or "")
+            out.append(
+                EvalQuery(
+                    str(q["_id"]), str(q["text"]), frozenset(qrels.get(str(q["_id"]), ())), history, extra, reference
+                )
+            )
     return out
 
 
@@ -81,21 +88,59 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def answer_figures(service: AnswerService, queries: Sequence[EvalQuery]) -> dict[str, float | int]:
+def reference_recall(reference: str, reply: str) -> float:
+    """The share of ``reference``'s content words (lower-cased alphanumeric tokens, stopwords
+    removed) that appear in ``reply``; 0.0 when the reference has none."""
+    wanted = set(content_words(reference))
+    if not wanted:
+        return 0.0
+    return len(wanted & set(content_words(reply))) / len(wanted)
+
+
+def answer_record(q: EvalQuery, answer: Answer) -> dict[str, object]:
+    """One line of ``--answers-out``: what was asked and what the bot replied, with its sources."""
+    return {
+        "id": q.id,
+        "question": q.text,
+        "decision": answer.decision.value,
+        "text": answer.text,
+        "confidence": answer.confidence,
+        "citations": [{"number": c.number, "doc_id": c.doc_id, "chunk_id": c.chunk_id} for c in answer.citations],
+        "see_also": [c.doc_id for c in answer.see_also],
+    }
+
+
+def answer_figures(
+    service: AnswerService,
+    queries: Sequence[EvalQuery],
+    on_answer: Callable[[EvalQuery, Answer], None] | None = None,
+) -> dict[str, float | int | None]:
     """Ask every query (with its history) and measure answers and declines.
 
     A query with relevant documents is answerable, one without is not. Citation precision
     is the share of all citations (in answered replies) that point at a relevant document.
+    ``reference_recall`` averages :func:`reference_recall` over the answerable queries that
+    carry a reference answer (a decline's text holds next to none of it; None when no query
+    has one); ``median_words`` is the median
+    number of words of an answered reply. ``on_answer`` sees every query with its Answer.
     """
     answered = declined = cited_relevant = citations = relevant_citations = 0
     answerable = unanswerable = 0
     times: list[float] = []
+    recalls: list[float] = []
+    lengths: list[float] = []
     for q in queries:
         question = Question(text=q.text, asker="eval", history=tuple(Turn(s, t) for s, t in q.history))
         t = time.perf_counter()
         answer = service.answer(question)
         times.append((time.perf_counter() - t) * 1000)
+        if on_answer is not None:
+            on_answer(q, answer)
         is_answer = answer.decision == Decision.ANSWERED
+        if is_answer:
+            lengths.append(len(answer.text.split()))
+        if q.relevant and q.reference:
+            recalls.append(reference_recall(q.reference, answer.text))
         if q.relevant:
             answerable += 1
             answered += is_answer
@@ -116,4 +161,6 @@ def answer_figures(service: AnswerService, queries: Sequence[EvalQuery]) -> dict
         "unanswerable": unanswerable,
         "p50_ms": round(percentile(times, 0.5), 2),
         "p95_ms": round(percentile(times, 0.95), 2),
+        "reference_recall": round(sum(recalls) / len(recalls), 4) if recalls else None,
+        "median_words": round(percentile(lengths, 0.5), 1),
     }

@@ -47,6 +47,19 @@ class Embedder(Protocol):
 
 
 @runtime_checkable
+class ChunkLookup(Protocol):
+    """Optional: an index that returns stored chunks by id (the embedded index does).
+
+    The extractive answerer uses it to read on past a chunk boundary: the chunks before and
+    after a quoted one (ids ``f"{doc_id}#{ordinal}"``) of the same document.
+    """
+
+    def chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """The stored chunks among ``chunk_ids``, in the order given; unknown ids are skipped."""
+        ...
+
+
+@runtime_checkable
 class ChunkIndex(Protocol):
     """Stores chunks with their vectors and finds them by vector and by keywords.
 

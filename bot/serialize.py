@@ -101,6 +101,7 @@ def answer_to_dict(a: Answer) -> dict[str, Any]:
         "trace": None if a.trace is None else trace_to_dict(a.trace),
         "created_at": _dt(a.created_at),
         "note": a.note,
+        "see_also": [citation_to_dict(c) for c in a.see_also],
     }
 
 
@@ -115,4 +116,5 @@ def answer_from_dict(d: Mapping[str, Any]) -> Answer:
         trace=None if d.get("trace") is None else trace_from_dict(d["trace"]),
         created_at=_parse_dt(d.get("created_at")),
         note=d.get("note", ""),
+        see_also=tuple(citation_from_dict(c) for c in d.get("see_also", ())),
     )

@@ -52,6 +52,8 @@ class Chunk:
     content_hash: str
     updated_at: datetime | None = None
     access: tuple[str, ...] = (PUBLIC,)
+    # The document's SimHash (knowledge/fingerprint.py): near-identical documents are cited once.
+    fingerprint: str = ""
 
     @property
     def heading(self) -> str:
@@ -227,6 +229,8 @@ class Answer:
     trace: Trace | None = None
     created_at: datetime | None = None
     note: str = ""  # e.g. "answered by the extractive fallback: OpenAI was unavailable"
+    # Other relevant sources, not quoted: shown under "See also" (title + link), never as [n].
+    see_also: tuple[Citation, ...] = ()
 
 
 class Vote(enum.StrEnum):
@@ -260,6 +264,7 @@ def chunk_to_dict(chunk: Chunk) -> dict[str, object]:
         "content_hash": chunk.content_hash,
         "updated_at": None if chunk.updated_at is None else chunk.updated_at.isoformat(),
         "access": list(chunk.access),
+        "fingerprint": chunk.fingerprint,
     }
 
 
@@ -278,4 +283,5 @@ def chunk_from_dict(data: Mapping[str, object]) -> Chunk:
         content_hash=str(data["content_hash"]),
         updated_at=None if not updated else datetime.fromisoformat(str(updated)),
         access=tuple(str(a) for a in data.get("access") or ()),  # type: ignore[attr-defined]
+        fingerprint=str(data.get("fingerprint") or ""),
     )

@@ -1,7 +1,9 @@
 """Split a :class:`bot.types.Document` into passages that follow its structure.
 
 Chunks never cross a section (heading) boundary, except that a tiny section is folded
-into the chunk before it. Within a section whole paragraphs are packed up to ``size``
+into the chunk before it. A fenced code block or a table is kept whole in one chunk (up to
+three chunk sizes; a longer one is cut between lines and each piece fenced again), and an
+introduction ending in ":" stays with the block after it. Within a section whole paragraphs are packed up to ``size``
 words; longer paragraphs are cut at sentence boundaries, and sentences longer than a
 chunk at word boundaries. Consecutive chunks of a section share up to ``overlap`` words,
 taken as whole sentences when they fit, so a fact cut by a boundary is still found whole.
@@ -13,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from bot.types import Chunk, Document
+from knowledge.fingerprint import document_fingerprint
 
 __all__ = ["chunk_document"]
 
@@ -20,6 +23,9 @@ __all__ = ["chunk_document"]
 # whitespace; a line break inside a paragraph (list items, table rows) also ends one.
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"'”’)\]])\s+|\s*\n\s*")
 _PARAGRAPH = re.compile(r"\n\s*\n")
+_FENCE = re.compile(r"^\s*(```+|~~~+)")
+# A code block or table up to this many times the chunk size is kept whole, in one chunk.
+_ATOMIC = 3
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Chunk]:
     """
     if not 0 <= overlap < size:
         raise ValueError(f"need 0 <= overlap < size, got size={size}, overlap={overlap}")
+    fingerprint = document_fingerprint(doc)
     pieces: list[tuple[tuple[str, ...], str]] = []
     for section in doc.sections:
         texts = _pack(_units(section.text, size, overlap), size, overlap)
@@ -67,6 +74,7 @@ def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Chunk]:
             content_hash=doc.content_hash,
             updated_at=doc.updated_at,
             access=doc.access,
+            fingerprint=fingerprint,
         )
         for ordinal, (path, text) in enumerate(pieces)
     ]
@@ -81,10 +89,53 @@ def _folds_into(path: tuple[str, ...], prev: tuple[str, ...]) -> bool:
     return path == prev or (len(path) > 0 and prev[: len(path) - 1] == path[:-1])
 
 
+def _paragraphs(text: str, size: int) -> list[str]:
+    """The blank-line separated paragraphs of ``text``, a fenced code block whole (blank lines
+    inside it included), and an introduction ending in ":" joined to the block it introduces."""
+    out: list[str] = []
+    fence = ""
+    for part in _PARAGRAPH.split(text):
+        part = part.strip("\n")
+        if not part.strip():
+            continue
+        if fence:
+            out[-1] = f"{out[-1]}\n\n{part}"
+        else:
+            out.append(part)
+        for line in part.split("\n"):
+            marker = _FENCE.match(line)
+            if marker and (not fence or marker.group(1).startswith(fence)):
+                fence = "" if fence else marker.group(1)[:3]
+    joined: list[str] = []
+    for part in out:
+        if (
+            joined
+            and joined[-1].rstrip().endswith(":")
+            and _count(joined[-1]) + _count(part) <= max(size, _ATOMIC * size)
+            and _count(joined[-1]) <= size // 2
+        ):
+            joined[-1] = f"{joined[-1]}\n\n{part}"
+        else:
+            joined.append(part)
+    return [p.strip() for p in joined]
+
+
+def _is_block(paragraph: str) -> bool:
+    """A code block or a table: split only between lines, and only when it must be."""
+    lines = paragraph.split("\n")
+    return bool(_FENCE.match(lines[0])) or all(line.lstrip().startswith("|") for line in lines)
+
+
 def _units(text: str, size: int, overlap: int) -> list[_Unit]:
     units: list[_Unit] = []
-    for paragraph in (p.strip() for p in _PARAGRAPH.split(text)):
+    for paragraph in _paragraphs(text, size):
         words = _count(paragraph)
+        if _is_block(paragraph) or "\n```" in paragraph or "\n~~~" in paragraph:
+            if words <= _ATOMIC * size:
+                units.append(_Unit(paragraph, words, "\n\n"))  # a chunk of its own if it must
+                continue
+            units.extend(_Unit(run, _count(run), "\n\n") for run in _line_runs(paragraph, size))
+            continue
         if words <= size:
             if words:
                 units.append(_Unit(paragraph, words, "\n\n"))
@@ -122,10 +173,30 @@ def _pack(units: list[_Unit], size: int, overlap: int) -> list[str]:
     return chunks
 
 
+def _line_runs(block: str, size: int) -> list[str]:
+    """A code block too long for one chunk, as runs of whole lines of about ``size`` words,
+    each fenced again so that every piece still reads as code."""
+    lines = block.split("\n")
+    fence = ""
+    if _FENCE.match(lines[0]):
+        fence = _FENCE.match(lines[0]).group(1)  # type: ignore[union-attr]
+        lines = lines[1:-1] if len(lines) > 1 and lines[-1].strip().startswith(fence[:3]) else lines[1:]
+    runs: list[list[str]] = [[]]
+    for line in lines:
+        if runs[-1] and _count("\n".join(runs[-1] + [line])) > size:
+            runs.append([])
+        runs[-1].append(line)
+    return [f"{fence}\n" + "\n".join(r) + f"\n{fence}" if fence else "\n".join(r) for r in runs if r]
+
+
 def _tail(text: str, limit: int) -> str:
     """The longest run of whole sentences ending ``text`` with at most ``limit`` words,
-    else its last ``limit`` words."""
+    else its last ``limit`` words; nothing when ``text`` ends in a code block or table
+    (a piece of one, repeated, would read as a broken block)."""
     if limit <= 0:
+        return ""
+    last = text.rsplit("\n\n", 1)[-1]
+    if _is_block(last) or last.rstrip().endswith(("```", "~~~")):
         return ""
     for match in _BOUNDARY.finditer(text):
         if _count(text[match.end() :]) <= limit:

@@ -1,12 +1,12 @@
 """Turn files and fetched bodies into :class:`bot.types.Document` values.
 
-Supported: Markdown, HTML (main content only, via trafilatura), plain text (.txt, .rst,
-no extension, and any file whose content is text, such as ``README.Debian``), PDF (pypdf,
-one section per page), DOCX (python-docx, ``Heading N`` styles) and BEIR-style JSONL corpora
-(one document per line). Every problem with one input is a :class:`bot.errors.SourceError`
-whose ``reason`` is one short line; nothing else escapes. Files left out on purpose
-(unsupported type, excluded by a pattern or an ignore file, empty) are
-:class:`bot.errors.SourceSkipped`, a SourceError that is not a failure.
+Supported: Markdown, HTML (main content only, as Markdown: knowledge/html.py), plain text (.txt,
+.rst, no extension, and any file whose content is text, such as ``README.Debian``; AsciiDoc
+sources read as Markdown: knowledge/asciidoc.py), PDF (pypdf, one section per page), DOCX
+(python-docx, ``Heading N`` styles) and BEIR-style JSONL corpora (one document per line). Every
+problem with one input is a :class:`bot.errors.SourceError` whose ``reason`` is one short line;
+nothing else escapes. Files left out on purpose (unsupported type, excluded by a pattern or an
+ignore file, empty) are :class:`bot.errors.SourceSkipped`, a SourceError that is not a failure.
 
 Which files of a folder are read is decided by :func:`walk_files` with a :class:`FileSelection`
 (``--include``/``--exclude`` glob patterns and ``.gitignore``-style ignore files).
@@ -543,7 +543,13 @@ def _control_ratio(text: str) -> float:
 
 
 def _parse_text(data: bytes, charset: str | None) -> _Parsed:
-    return _Parsed(None, _sections([((), [_decode(data, charset)])]))
+    from knowledge.asciidoc import asciidoc_to_markdown, looks_like_asciidoc
+
+    text = _decode(data, charset)
+    if looks_like_asciidoc(text):
+        # AsciiDoc sources (git's own docs ship as .txt) read like the HTML rendered from them.
+        return _parse_markdown(asciidoc_to_markdown(text), None)
+    return _Parsed(None, _sections([((), [text])]))
 
 
 def _parse_markdown(data: bytes | str, charset: str | None) -> _Parsed:
@@ -580,25 +586,23 @@ def _parse_markdown(data: bytes | str, charset: str | None) -> _Parsed:
 
 
 def _parse_html(data: bytes, charset: str | None) -> _Parsed:
-    import trafilatura  # imported here: it is slow to import and only HTML needs it
+    from knowledge.html import html_to_markdown
 
-    # trafilatura sniffs the charset of bytes itself (meta tags included) but not BOMs.
+    # lxml sniffs the charset of bytes itself (meta tags included) but not BOMs.
     html: bytes | str = data
     if charset or any(data.startswith(bom) for bom, _ in _BOMS):
         html = _decode(data, charset)
     elif b"\x00" in data:
         raise _Unreadable("binary file, not text")
     try:
-        # Markdown output keeps the heading structure; with_metadata adds the title as
-        # YAML front matter, which the Markdown parser reads.
-        markdown = trafilatura.extract(
-            html, output_format="markdown", with_metadata=True, include_comments=False, include_tables=True
-        )
-    except Exception as exc:  # a third-party parser on untrusted input: any failure is bad input
+        # Markdown keeps headings, code blocks, lists and tables; its parser builds the sections.
+        title, markdown = html_to_markdown(html)
+    except Exception as exc:  # a parser on untrusted input: any failure is bad input
         raise _Unreadable(f"not readable HTML: {_one_line(exc)}") from None
-    if not markdown:
+    if not markdown.strip():
         raise _Unreadable("no main content found in the HTML")
-    return _parse_markdown(markdown, None)
+    parsed = _parse_markdown(markdown, None)
+    return _Parsed(title or parsed.title, parsed.sections)
 
 
 def _parse_pdf(data: bytes, charset: str | None) -> _Parsed:

@@ -268,3 +268,20 @@ def test_a_disguised_link_in_a_document_shows_its_real_target_and_host(page: Any
         expect(answer.locator(".body")).not_to_contain_text("sso.company.example")
         # A source on the server's disk shows its title, never its path.
         expect(answer.locator("ol.sources")).not_to_contain_text(str(tmp_path))
+
+
+def test_a_quoted_code_block_and_list_render_as_code_and_list(page: Any, server: Server) -> None:
+    page.goto(server.url + "/")
+    html = page.evaluate(
+        """() => {
+            const box = document.createElement("div");
+            box.append(window.sb.renderText(
+                "From **Branches** [1]:\\n\\nInstead of HEAD, use:\\n\\n  ```\\n  # start from main\\n"
+                + "  $ git switch -c topic main\\n  ```\\n\\n- first item\\n  continued\\n- second <b>item</b>",
+                null));
+            return box.innerHTML;
+        }"""
+    )
+    assert "<pre><code># start from main\n$ git switch -c topic main</code></pre>" in html
+    assert "<ul><li>first item<br>continued</li><li>second &lt;b&gt;item&lt;/b&gt;</li></ul>" in html
+    assert "<h1>" not in html

@@ -59,13 +59,14 @@ CREATE TABLE IF NOT EXISTS chunks (
     updated_at REAL,
     access TEXT NOT NULL,
     vector BLOB NOT NULL,
-    terms BLOB
+    terms BLOB,
+    fingerprint TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE TABLE IF NOT EXISTS vocab (id INTEGER PRIMARY KEY, term TEXT UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, row INTEGER NOT NULL, op TEXT NOT NULL);
 """
-SCHEMA_VERSION = 2  # 1: FTS5 keywords; 2: stored term counts + in-memory BM25
+SCHEMA_VERSION = 3  # 1: FTS5 keywords; 2: stored term counts + in-memory BM25; 3: document fingerprints
 
 # BM25: the title and heading path count CONTEXT_WEIGHT times a body occurrence; k1 and b
 # were measured on the three evaluation sets (bot/retrieval.py).
@@ -87,6 +88,7 @@ def _row_to_chunk(r: sqlite3.Row) -> Chunk:
         content_hash=r["content_hash"],
         updated_at=None if r["updated_at"] is None else datetime.fromtimestamp(r["updated_at"], UTC),
         access=tuple(json.loads(r["access"])),
+        fingerprint=r["fingerprint"] or "",
     )
 
 
@@ -314,6 +316,9 @@ class LocalIndex:
                 columns = {r[1] for r in conn.execute("PRAGMA table_info(chunks)")}
                 if "terms" not in columns:
                     conn.execute("ALTER TABLE chunks ADD COLUMN terms BLOB")
+                if "fingerprint" not in columns:
+                    # Chunks written before fingerprints have none: they are never taken as duplicates.
+                    conn.execute("ALTER TABLE chunks ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''")
                 todo = conn.execute(
                     "SELECT row, title, heading_path, text FROM chunks WHERE terms IS NULL"
                 ).fetchall()
@@ -376,7 +381,8 @@ class LocalIndex:
                 for chunk, vector, blob in zip(chunks, vectors, blobs, strict=True):
                     cur = conn.execute(
                         "INSERT INTO chunks (id, doc_id, ordinal, text, title, heading_path, url, source,"
-                        " content_hash, updated_at, access, vector, terms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        " content_hash, updated_at, access, vector, terms, fingerprint)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (
                             chunk.id,
                             chunk.doc_id,
@@ -391,6 +397,7 @@ class LocalIndex:
                             json.dumps(sorted(chunk.access)),
                             np.asarray(vector, dtype=np.float32).tobytes(),
                             blob,
+                            chunk.fingerprint,
                         ),
                     )
                     conn.execute("INSERT INTO changes (row, op) VALUES (?, 'add')", (cur.lastrowid,))
@@ -561,7 +568,7 @@ class LocalIndex:
             marks = ",".join("?" * len(missing))
             for rec in conn.execute(
                 "SELECT row, id, doc_id, ordinal, text, title, heading_path, url, source, content_hash,"
-                f" updated_at, access FROM chunks WHERE row IN ({marks})",
+                f" updated_at, access, fingerprint FROM chunks WHERE row IN ({marks})",
                 missing,
             ):
                 if len(self._chunk_cache) > 200_000:
@@ -755,6 +762,16 @@ class LocalIndex:
         with self._lock:
             self._catch_up(conn)
             return int(np.count_nonzero(self._rows[: self._n] >= 0))
+
+    def chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """ChunkLookup: the stored chunks among ``chunk_ids``, in the order given (unknown ids skipped)."""
+        conn = self._conn()
+        with self._lock:
+            self._catch_up(conn)
+            live = [c for c, pos in zip(chunk_ids, self._positions(conn, chunk_ids), strict=True) if pos is not None]
+            rows = [self._row_of[c] for c in live]
+            found = self._chunks(conn, rows)
+            return [found[r] for r in rows if r in found]
 
     def doc_chunk_ids(self, doc_id: str) -> list[str]:
         return [

@@ -166,6 +166,7 @@ def chunk_from_metadata(metadata: Mapping[str, Any]) -> Chunk | None:
         content_hash=metadata["content_hash"],
         updated_at=None if updated is None else datetime.fromtimestamp(float(updated), UTC),
         access=tuple(str(a) for a in metadata.get("access") or ()),
+        fingerprint=str(metadata.get("fingerprint") or ""),
     )
 
 

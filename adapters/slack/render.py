@@ -9,6 +9,7 @@ mention, a channel ping or a link it did not spell out.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +36,9 @@ _CITE = re.compile(r"\[(\d+)\]")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _MD_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
 _HEADING = re.compile(r"^#{1,6}\s+(.*)$", re.MULTILINE)
-_BULLET = re.compile(r"^\s*[-*]\s+", re.MULTILINE)
+_BULLET = re.compile(r"^[ \t]*[-*][ \t]+", re.MULTILINE)
+_CODE = re.compile(r"(^[ \t]*(?:```+|~~~+)[^\n]*\n.*?^[ \t]*(?:```+|~~~+)[ \t]*$|`[^`\n]+`)", re.S | re.M)
+_FENCE_LINE = re.compile(r"^[ \t]*(?:```+|~~~+)[ \t]*$")
 
 
 @dataclass(frozen=True)
@@ -85,28 +88,51 @@ def to_mrkdwn(text: str, citations: Sequence[Citation] = ()) -> str:
 
     ``**bold**`` → ``*bold*``, ``[label](url)`` → ``<url|label> (host)`` (made honest by
     ``bot.links``: a label naming another host shows the target instead), ``# heading`` → bold
-    line, ``- item`` → ``• item``; a citation ``[n]`` becomes a link to source n when it has a web URL.
+    line, ``- item`` → ``• item``; a citation ``[n]`` becomes a link to source n when it has a web
+    URL; a fenced code block becomes a Slack ``` block and inline `code` stays code.
     """
     by_number = {c.number: c for c in citations}
-    # Links first, on the raw text (honest_link escapes what it emits); then the rest is escaped.
-    parts: list[str] = []
-    last = 0
-    for m in _MD_LINK.finditer(text):
-        parts.append(escape(text[last : m.start()]))
-        parts.append(replace_links(m.group(0), honest_link))
-        last = m.end()
-    parts.append(escape(text[last:]))
-    out = "".join(parts)
-    out = _BOLD.sub(r"*\1*", out)
-    out = _HEADING.sub(r"*\1*", out)
-    out = _BULLET.sub("• ", out)
 
     def cite(match: re.Match[str]) -> str:
         c = by_number.get(int(match.group(1)))
         safe = _safe_url(c.url) if c else None
         return f"<{safe}|[{match.group(1)}]>" if safe else match.group(0)
 
-    return _CITE.sub(cite, out)
+    def prose(part: str) -> str:
+        # Links first, on the raw text (honest_link escapes what it emits); then the rest is escaped.
+        pieces: list[str] = []
+        last = 0
+        for m in _MD_LINK.finditer(part):
+            pieces.append(escape(part[last : m.start()]))
+            pieces.append(replace_links(m.group(0), honest_link))
+            last = m.end()
+        pieces.append(escape(part[last:]))
+        out = "".join(pieces)
+        out = _BOLD.sub(r"*\1*", out)
+        out = _HEADING.sub(r"*\1*", out)
+        out = _BULLET.sub("• ", out)
+        return _CITE.sub(cite, out)
+
+    # Code is shown as code: a fenced block as a ``` block (its "# comment" lines are not
+    # headings, its "- x" lines not bullets), `inline` as it is; only escaped.
+    parts = _CODE.split(text)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            out.append(prose(part))
+        elif part.startswith("`") and not part.startswith("```"):
+            out.append(escape(part))
+        else:
+            out.append(_code_block(part))
+    return "".join(out)
+
+
+def _code_block(fenced: str) -> str:
+    """A fenced Markdown block (``` or ~~~, maybe indented, maybe with a language) as Slack's ```."""
+    lines = fenced.split("\n")
+    body = lines[1:-1] if len(lines) > 1 and _FENCE_LINE.match(lines[-1]) else lines[1:]
+    code = textwrap.dedent("\n".join(body)).strip("\n")
+    return f"```\n{escape(code)}\n```"
 
 
 def ago(when: datetime | None, now: datetime) -> str:
@@ -141,7 +167,7 @@ def split_text(text: str, limit: int = MAX_SECTION_CHARS) -> list[str]:
         cut = -1
         for sep in ("\n\n", "\n", ". ", " "):
             at = window.rfind(sep)
-            while at > 0 and _inside_link(window, at):
+            while at > 0 and (_inside_link(window, at) or window.count("```", 0, at) % 2):
                 at = window.rfind(sep, 0, at)
             if at > limit // 4:
                 cut = at + 1 if sep == ". " else at
@@ -235,6 +261,9 @@ def answer_blocks(
             _section(piece)
             for piece in split_text(heading + "\n" + "\n".join(source_lines(answer.citations, now)))
         ]
+    if answer.see_also:
+        lines = [f"• {link(c.url, c.title or c.url or 'untitled')}" for c in answer.see_also]
+        blocks += [_section(piece) for piece in split_text("*See also*\n" + "\n".join(lines))]
     actions = [*(feedback_buttons(answer.id) if feedback else []), *extra_actions]
     if actions:
         blocks.append(

@@ -1,6 +1,6 @@
 """Answers → Teams wire activities with an Adaptive Card. Pure: no I/O, no botbuilder.
 
-The card shows the answer text, numbered sources as links with their update age, and
+The card shows the answer text (fenced code blocks as ``CodeBlock`` elements), numbered sources as links with their update age, and
 👍/👎 actions. The vote actions are ``Action.Execute`` (Universal Actions: Teams answers
 the user privately) with an ``Action.Submit`` fallback for clients without them; both carry
 the answer id, so the vote is recorded against the stored answer whichever path is taken.
@@ -9,6 +9,8 @@ Replies also set ``channelData.feedbackLoopEnabled`` so Teams' own feedback butt
 
 from __future__ import annotations
 
+import re
+import textwrap
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,6 +80,36 @@ def citation_line(c: Citation, now: datetime) -> str:
     return f"{c.number}. {link}" + (f" · {when}" if when else "")
 
 
+_FENCED = re.compile(r"^[ \t]*(```+|~~~+)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.S | re.M)
+
+
+def text_elements(text: str) -> list[dict[str, Any]]:
+    """The answer text as card elements: Markdown in TextBlocks (lists and bold render there; links
+    made honest, :func:`honest_text`),
+    each fenced code block as a Teams ``CodeBlock`` (a monospace TextBlock where unsupported),
+    since TextBlock markdown has no code blocks."""
+    elements: list[dict[str, Any]] = []
+    at = 0
+    for match in _FENCED.finditer(text):
+        before = text[at : match.start()].strip()
+        if before:
+            elements.append({"type": "TextBlock", "text": honest_text(before), "wrap": True})
+        code = textwrap.dedent(match.group(2)).rstrip("\n")
+        elements.append(
+            {
+                "type": "CodeBlock",
+                "codeSnippet": code,
+                "language": "PlainText",
+                "fallback": {"type": "TextBlock", "text": code, "fontType": "Monospace", "wrap": True},
+            }
+        )
+        at = match.end()
+    rest = text[at:].strip()
+    if rest or not elements:
+        elements.append({"type": "TextBlock", "text": honest_text(rest), "wrap": True})
+    return elements
+
+
 def _vote_action(answer_id: str, vote: str, title: str) -> dict[str, Any]:
     data = {"supportbot": "feedback", "answer_id": answer_id, "vote": vote}
     return {
@@ -102,7 +134,7 @@ def answer_card(answer: Answer, now: datetime | None = None, *, with_text: bool 
     now = now or datetime.now(UTC)
     body: list[dict[str, Any]] = []
     if with_text:
-        body.append({"type": "TextBlock", "text": _clip(honest_text(answer.text)), "wrap": True})
+        body.extend(text_elements(_clip(answer.text)))
     if answer.note:
         body.append({"type": "TextBlock", "text": answer.note, "wrap": True, "isSubtle": True, "size": "Small"})
     if answer.citations:
@@ -111,6 +143,12 @@ def answer_card(answer: Answer, now: datetime | None = None, *, with_text: bool 
         body.extend(
             {"type": "TextBlock", "text": citation_line(c, now), "wrap": True, "size": "Small", "spacing": "None"}
             for c in answer.citations
+        )
+    if answer.see_also:
+        body.append({"type": "TextBlock", "text": "See also", "weight": "Bolder", "size": "Small", "spacing": "Medium"})
+        body.extend(
+            {"type": "TextBlock", "text": "- " + citation_line(c, now).split(". ", 1)[1], "wrap": True, "size": "Small", "spacing": "None"}
+            for c in answer.see_also
         )
     return {
         "type": "AdaptiveCard",

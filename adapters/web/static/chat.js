@@ -128,6 +128,13 @@
       parts.push(el("div", { class: "sources-title" }, answer.decision === "declined" ? "Closest sources" : "Sources"));
       parts.push(el("ol", { class: "sources" }, answer.citations.map((c) => source(c, srcId(c.number)))));
     }
+    if (answer.see_also && answer.see_also.length) {
+      parts.push(el("div", { class: "sources-title" }, "See also"));
+      parts.push(el("ul", { class: "see-also" }, answer.see_also.map((c) => el("li", {},
+        isWebUrl(c.url)
+          ? el("a", { href: c.url, target: "_blank", rel: "noopener noreferrer" }, c.title || c.url)
+          : c.title || c.doc_id))));
+    }
     parts.push(votes(id));
     turn.replaceChildren(...parts);
   }

@@ -70,16 +70,43 @@ window.sb = (function () {
     return out;
   }
 
-  // The answer text (a small Markdown subset): paragraphs, "- " / "1. " lists, inline markup.
+  // The answer text (a small Markdown subset): paragraphs, "- " / "1. " lists (an item's
+  // indented continuation lines stay in it), fenced code blocks as <pre><code>, inline markup.
   function renderText(text, cite) {
     const frag = document.createDocumentFragment();
-    for (const block of String(text || "").split(/\n\s*\n/)) {
+    const src = String(text || "");
+    const fence = /^[ \t]*(```+|~~~+)[^\n]*\n([\s\S]*?)^[ \t]*\1[ \t]*$/gm;
+    let at = 0;
+    let m;
+    while ((m = fence.exec(src)) !== null) {
+      prose(src.slice(at, m.index), cite, frag);
+      frag.append(el("pre", {}, el("code", {}, dedent(m[2].replace(/\n$/, "")))));
+      at = fence.lastIndex;
+    }
+    prose(src.slice(at), cite, frag);
+    return frag;
+  }
+
+  function dedent(code) {
+    const lines = code.split("\n");
+    const indents = lines.filter((l) => l.trim()).map((l) => l.match(/^[ \t]*/)[0].length);
+    const cut = indents.length ? Math.min(...indents) : 0;
+    return lines.map((l) => l.slice(cut)).join("\n");
+  }
+
+  function prose(text, cite, frag) {
+    const item = /^\s*([-*]|\d+[.)]) /;
+    for (const block of text.split(/\n\s*\n/)) {
       const lines = block.split("\n").filter((l) => l.trim());
       if (!lines.length) continue;
-      if (lines.every((l) => /^\s*[-*] /.test(l))) {
-        frag.append(el("ul", {}, lines.map((l) => el("li", {}, inline(l.replace(/^\s*[-*] /, ""), cite)))));
-      } else if (lines.every((l) => /^\s*\d+[.)] /.test(l))) {
-        frag.append(el("ol", {}, lines.map((l) => el("li", {}, inline(l.replace(/^\s*\d+[.)] /, ""), cite)))));
+      if (item.test(lines[0]) && lines.every((l) => item.test(l) || /^\s+\S/.test(l))) {
+        const ordered = /^\s*\d/.test(lines[0]);
+        const items = [];
+        for (const l of lines) {
+          if (item.test(l)) items.push(el("li", {}, inline(l.replace(item, ""), cite)));
+          else items[items.length - 1].append(el("br"), ...inline(l.trim(), cite));
+        }
+        frag.append(el(ordered ? "ol" : "ul", {}, items));
       } else {
         const p = el("p");
         lines.forEach((l, i) => {
@@ -89,7 +116,6 @@ window.sb = (function () {
         frag.append(p);
       }
     }
-    return frag;
   }
 
   async function api(method, url, body, csrf) {

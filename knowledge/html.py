@@ -1,0 +1,289 @@
+"""HTML to Markdown that keeps what an answer needs: headings, code, lists and tables.
+
+Only the page's main content is kept: ``<main>`` (or ``role="main"``, a single ``<article>``)
+when the page marks it, else the body; navigation, page headers and footers,
+sidebars, forms, cookie and consent banners and tables of contents are removed even on a
+small page, by element (``nav``, ``header``, ``footer``, ``aside``), by ARIA role, and by
+class or id words (``navbar``, ``sidebar``, ``cookie``, ``breadcrumb``, …).
+
+What comes out is the Markdown subset the rest of the pipeline reads: ``#`` headings,
+paragraphs, fenced code blocks from ``<pre>`` (a ``#`` line inside ``<pre>`` stays code),
+inline code from ``<code>``/``<kbd>``/``<tt>``, ``-``/``1.`` list items from ``<li>``,
+definition lists (AsciiDoc's option lists) as ``- **term**: text`` items, and tables as
+``|`` rows. Links keep their text only.
+"""
+
+from __future__ import annotations
+
+import re
+
+import lxml.html
+from lxml import etree
+
+__all__ = ["html_to_markdown"]
+
+_DROP_TAGS = frozenset(
+    ["script", "style", "noscript", "template", "svg", "canvas", "nav", "header", "footer", "aside", "form", "button", "iframe", "dialog", "select", "input", "textarea", "object", "embed"]
+)
+_DROP_ROLES = frozenset(["navigation", "banner", "contentinfo", "complementary", "search", "dialog", "alertdialog", "menu", "menubar"])
+# Words in a class or id that mark page furniture, not content.
+_FURNITURE = frozenset(
+    ["nav", "navbar", "navigation", "menu", "menubar", "breadcrumb", "breadcrumbs", "sidebar", "side-bar", "sidenav", "toc", "footer", "cookie", "cookies", "consent", "gdpr", "skip", "skiplink", "social", "share", "sharing", "pagination"]
+)
+_BLOCK_TAGS = frozenset(
+    ["p", "div", "section", "article", "main", "body", "html", "blockquote", "figure", "figcaption", "center", "details", "summary", "address", "hgroup", "fieldset"]
+)
+_HEADINGS = {f"h{n}": n for n in range(1, 7)}
+_SPACE = re.compile(r"\s+")
+_BR = "\ue000"  # a <br> while whitespace is collapsed (a private-use character)
+
+
+def html_to_markdown(html: bytes | str) -> tuple[str | None, str]:
+    """(title, Markdown) of a page's main content. Raises ``ValueError`` for unparsable input."""
+    try:
+        doc = lxml.html.document_fromstring(html)
+    except (etree.ParserError, ValueError) as exc:
+        raise ValueError(str(exc) or "empty document") from None
+    page_title = doc.findtext(".//title")
+    root = _main(doc)
+    _strip_furniture(root)
+    blocks: list[str] = []
+    _blocks(root, blocks)
+    markdown = "\n\n".join(b for b in blocks if b.strip())
+    first_h1 = next((el for el in root.iter("h1")), None)
+    title = _inline(first_h1).strip() if first_h1 is not None else None
+    if not title and page_title:
+        title = " ".join(page_title.split())
+    return title or None, markdown
+
+
+def _main(doc: lxml.html.HtmlElement) -> lxml.html.HtmlElement:
+    for query in ("//main", "//*[@role='main']"):
+        found = doc.xpath(query)
+        if found:
+            return found[0]
+    articles = doc.xpath("//article")
+    if len(articles) == 1:
+        return articles[0]
+    body = doc.find("body")
+    return body if body is not None else doc
+
+
+def _is_furniture(el: lxml.html.HtmlElement) -> bool:
+    tag = el.tag if isinstance(el.tag, str) else ""
+    if tag in _DROP_TAGS:
+        return True
+    if (el.get("role") or "").lower() in _DROP_ROLES:
+        return True
+    if el.get("hidden") is not None or (el.get("aria-hidden") or "").lower() == "true":
+        return True
+    words = set(re.split(r"[\s_]+", f"{el.get('class') or ''} {el.get('id') or ''}".lower()))
+    words |= {part for w in list(words) for part in w.split("-")}
+    return bool(words & _FURNITURE)
+
+
+def _strip_furniture(root: lxml.html.HtmlElement) -> None:
+    for el in list(root.iter()):
+        if el is root or not isinstance(el.tag, str):
+            if not isinstance(el.tag, str) and el.getparent() is not None:  # comments, processing instructions
+                _remove(el)
+            continue
+        if el.getparent() is not None and _is_furniture(el):
+            _remove(el)
+
+
+def _remove(el: lxml.html.HtmlElement) -> None:
+    """Remove ``el`` but keep the text that follows it (lxml stores it on the element as tail)."""
+    parent = el.getparent()
+    if parent is None:
+        return
+    tail = el.tail
+    if tail:
+        prev = el.getprevious()
+        if prev is not None:
+            prev.tail = (prev.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+    parent.remove(el)
+
+
+def _inline(el: lxml.html.HtmlElement, code: bool = False) -> str:
+    """The text of ``el`` with inline code as `code`, whitespace collapsed (not inside code)."""
+    parts: list[str] = [el.text or ""]
+    for child in el:
+        if not isinstance(child.tag, str):
+            parts.append(child.tail or "")
+            continue
+        tag = child.tag
+        if tag == "br":
+            parts.append(_BR)
+        elif tag in ("code", "kbd", "tt", "samp") and not code:
+            inner = "".join(child.itertext())
+            inner = " ".join(inner.split())
+            if inner:
+                tick = "``" if "`" in inner else "`"
+                parts.append(f"{tick}{inner}{tick}")
+        elif tag == "img":
+            parts.append(child.get("alt") or "")
+        else:
+            parts.append(_inline(child, code))
+        parts.append(child.tail or "")
+    text = "".join(parts)
+    return text if code else _SPACE.sub(" ", text)
+
+
+def _line(text: str) -> str:
+    """One paragraph's text: whitespace collapsed, a ``<br>`` kept as a line break."""
+    return "\n".join(" ".join(part.split()) for part in text.split(_BR)).strip()
+
+
+def _fence(code: str) -> str:
+    code = code.strip("\n").rstrip()
+    fence = "~~~~" if "```" in code else "```"
+    return f"{fence}\n{code}\n{fence}"
+
+
+def _has_blocks(el: lxml.html.HtmlElement) -> bool:
+    return any(
+        isinstance(c.tag, str) and (c.tag in _BLOCK_TAGS or c.tag in ("pre", "ul", "ol", "dl", "table") or c.tag in _HEADINGS)
+        for c in el.iter()
+        if c is not el
+    )
+
+
+def _blocks(el: lxml.html.HtmlElement, out: list[str]) -> None:
+    """Append the Markdown blocks of ``el``'s content to ``out``."""
+    tag = el.tag if isinstance(el.tag, str) else ""
+    if tag in _HEADINGS:
+        text = _line(_inline(el))
+        if text:
+            out.append("#" * _HEADINGS[tag] + " " + text)
+        return
+    if tag == "pre":
+        code = "".join(el.itertext())
+        if code.strip():
+            out.append(_fence(code))
+        return
+    if tag in ("ul", "ol"):
+        out.append(_list(el))
+        return
+    if tag == "dl":
+        out.append(_definitions(el))
+        return
+    if tag == "table":
+        out.append(_table(el))
+        return
+    if tag == "hr":
+        return
+    # A block container: runs of inline content become paragraphs, block children recurse.
+    run: list[str] = [el.text or ""]
+
+    def flush() -> None:
+        paragraph = re.sub(r"\n{2,}", "\n", _line("".join(run)))
+        if paragraph:
+            out.append(paragraph)
+        run.clear()
+
+    for child in el:
+        if not isinstance(child.tag, str):
+            run.append(child.tail or "")
+            continue
+        if child.tag in _BLOCK_TAGS or child.tag in _HEADINGS or child.tag in ("pre", "ul", "ol", "dl", "table", "hr"):
+            flush()
+            _blocks(child, out)
+        else:
+            run.append(_inline_element(child))
+        run.append(child.tail or "")
+    flush()
+
+
+def _inline_element(el: lxml.html.HtmlElement) -> str:
+    tag = el.tag
+    if tag == "br":
+        return _BR
+    if tag in ("code", "kbd", "tt", "samp"):
+        inner = " ".join("".join(el.itertext()).split())
+        tick = "``" if "`" in inner else "`"
+        return f"{tick}{inner}{tick}" if inner else ""
+    if tag == "img":
+        return el.get("alt") or ""
+    return _inline(el)
+
+
+def _item_blocks(el: lxml.html.HtmlElement) -> list[str]:
+    blocks: list[str] = []
+    if _has_blocks(el):
+        _blocks(el, blocks)
+    else:
+        text = _line(_inline(el))
+        if text:
+            blocks.append(text)
+    return blocks
+
+
+def _indent(block: str, prefix: str) -> str:
+    return "\n".join(prefix + line if line else line for line in block.split("\n"))
+
+
+def _list(el: lxml.html.HtmlElement) -> str:
+    ordered = el.tag == "ol"
+    items: list[str] = []
+    n = int(el.get("start") or 1) if (el.get("start") or "1").isdigit() else 1
+    for li in el:
+        if not isinstance(li.tag, str) or li.tag != "li":
+            continue
+        blocks = _item_blocks(li)
+        marker = f"{n}. " if ordered else "- "
+        n += 1
+        if not blocks:
+            continue
+        first, rest = blocks[0], blocks[1:]
+        if first.startswith(("```", "~~~~")):
+            first, rest = "", blocks
+        item = marker + first.replace("\n", " ") if first else marker.rstrip()
+        for block in rest:
+            item += "\n" + _indent(block, " " * len(marker))
+        items.append(item)
+    return "\n".join(items)
+
+
+def _definitions(el: lxml.html.HtmlElement) -> str:
+    """A definition list (AsciiDoc's option and example lists) as ``- **term**: text`` items."""
+    items: list[str] = []
+    terms: list[str] = []
+    for child in el:
+        if not isinstance(child.tag, str):
+            continue
+        if child.tag == "dt":
+            terms.append(_line(_inline(child)))
+        elif child.tag == "dd":
+            term = ", ".join(t for t in terms if t)
+            terms = []
+            blocks = _item_blocks(child)
+            if blocks and not blocks[0].startswith(("```", "~~~~", "- ", "1. ", "|")):
+                head = f"- **{term}**: {blocks[0]}" if term else f"- {blocks[0]}"
+                rest = blocks[1:]
+            else:
+                head = f"- **{term}**:" if term else "-"
+                rest = blocks
+            items.append("\n".join([head, *(_indent(b, "  ") for b in rest)]))
+    items.extend(f"- **{t}**" for t in terms if t)
+    return "\n".join(items)
+
+
+def _table(el: lxml.html.HtmlElement) -> str:
+    rows: list[list[str]] = []
+    header = False
+    for tr in el.iter("tr"):
+        cells = [c for c in tr if isinstance(c.tag, str) and c.tag in ("td", "th")]
+        if not cells:
+            continue
+        if not rows and all(c.tag == "th" for c in cells):
+            header = True
+        rows.append([_line(_inline(c)).replace("|", "\\|") for c in cells])
+    if not rows:
+        return ""
+    lines = ["| " + " | ".join(r) + " |" for r in rows]
+    if header and len(rows) > 1:
+        lines.insert(1, "|" + "---|" * len(rows[0]))
+    return "\n".join(lines)
