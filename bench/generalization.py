@@ -55,6 +55,7 @@ from bot.ports import GenerationRequest
 from bot.retrieval import RetrievalConfig, Retriever
 from bot.rewrite import standalone_query
 from bot.types import UNRESTRICTED, Question, Turn
+from knowledge.identity import corpus_id
 from knowledge.loaders import iter_documents
 
 SETS = ("emanual_tv", "stackfaq", "mtrag_cloud", "mtrag_fiqa", "mtrag_clapnq")
@@ -153,6 +154,10 @@ class CachedIndex:
     def keyword_search(self, query: str, k: int, filters: Any) -> Any:
         return self._m(("k", query, k, filters), lambda: self.inner.keyword_search(query, k, filters))
 
+    def chunks(self, chunk_ids: Sequence[str]) -> Any:
+        """Neighbouring chunks for the extractive answerer (bot.ports.ChunkLookup)."""
+        return self.inner.chunks(chunk_ids)
+
     def vectors(self, ids: Sequence[str]) -> np.ndarray:
         missing = [i for i in ids if i not in self.vec]
         if missing:
@@ -246,7 +251,7 @@ def baseline_ranking(kb: KB, text: str, weight: float = 0.7, n: int = 100) -> li
         return (x - x.min()) / span if span > 0 else np.ones_like(x)
 
     fused = weight * minmax(dv) + (1 - weight) * minmax(kv)
-    return list(dict.fromkeys(chunks[ids[i]].doc_id for i in np.argsort(-fused)))
+    return list(dict.fromkeys(corpus_id(chunks[ids[i]].doc_id) for i in np.argsort(-fused)))
 
 
 def retrieval_scores(kb: KB, queries: Sequence[EvalQuery]) -> dict[str, list[float]]:
@@ -282,7 +287,7 @@ def answer_rows(
 ) -> list[Row]:
     """Features of every question (and of every bank question) with what the offline answerer would cite."""
     service = AnswerService(retriever(kb, config), ExtractiveGenerator(), None, k=K, model=_placeholder())
-    generator = ExtractiveGenerator()
+    generator = ExtractiveGenerator(lookup=kb.index)  # as the product's (reads into neighbouring chunks)
     rows: list[Row] = []
     items: list[tuple[Question, EvalQuery | None, int]] = [
         (Question(text=q.text, history=_history(q)), q, -1) for q in queries
@@ -296,7 +301,7 @@ def answer_rows(
             gen = generator.generate(GenerationRequest(question.text, retrieval.passages, question.history))
             if not gen.not_found:
                 numbers = check_citations(gen.text, len(retrieval.passages)).numbers
-                cited_ok = any(retrieval.passages[n - 1].chunk.doc_id in q.relevant for n in numbers)
+                cited_ok = any(corpus_id(retrieval.passages[n - 1].chunk.doc_id) in q.relevant for n in numbers)
         rows.append(
             Row(kb.name, bool(q and q.relevant), cited_ok, values, offtopic=q is None, bank_half=half)
         )
@@ -402,7 +407,7 @@ def run(sets: Sequence[str], train: bool) -> dict[str, Any]:
             kb = kbs[name]
             t = time.perf_counter()
             service = AnswerService(
-                retriever(kb, FUSION_GRID[label]), ExtractiveGenerator(), None, k=K, model=_placeholder()
+                retriever(kb, FUSION_GRID[label]), ExtractiveGenerator(lookup=kb.index), None, k=K, model=_placeholder()
             )
             cal = calibrate_report(service, bank=half_a)  # levels only: the placeholder's threshold is unused
             levels[(name, label)] = cal.policy
@@ -423,7 +428,7 @@ def run(sets: Sequence[str], train: bool) -> dict[str, Any]:
         held_rows = rows_for(held, label)
         # The held-out knowledge base calibrates its threshold as the product does (bank half A).
         service = AnswerService(
-            retriever(kbs[held], FUSION_GRID[label]), ExtractiveGenerator(), None, k=K, model=model
+            retriever(kbs[held], FUSION_GRID[label]), ExtractiveGenerator(lookup=kbs[held].index), None, k=K, model=model
         )
         cal = calibrate_report(service, bank=half_a, model=model)
         threshold = cal.policy.threshold or model.threshold

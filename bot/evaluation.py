@@ -105,9 +105,18 @@ def answer_record(q: EvalQuery, answer: Answer) -> dict[str, object]:
         "decision": answer.decision.value,
         "text": answer.text,
         "confidence": answer.confidence,
-        "citations": [{"number": c.number, "doc_id": c.doc_id, "chunk_id": c.chunk_id} for c in answer.citations],
-        "see_also": [c.doc_id for c in answer.see_also],
+        # Named as the corpus names them (its ``_id``s, what qrels use), not by the index's ids.
+        "citations": [
+            {"number": c.number, "doc_id": corpus_id(c.doc_id), "chunk_id": _corpus_chunk_id(c.doc_id, c.chunk_id)}
+            for c in answer.citations
+        ],
+        "see_also": [corpus_id(c.doc_id) for c in answer.see_also],
     }
+
+
+def _corpus_chunk_id(doc_id: str, chunk_id: str) -> str:
+    """``<corpus _id>#<n>`` for a chunk id ``<doc id>#<n>``."""
+    return corpus_id(doc_id) + chunk_id[len(doc_id) :] if chunk_id.startswith(doc_id) else chunk_id
 
 
 def answer_figures(
