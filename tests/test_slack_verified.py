@@ -96,7 +96,9 @@ def services(tmp_path_factory: pytest.TempPathFactory, fake: FakeSlack) -> Servi
 @pytest.fixture(scope="module")
 def bot(services: Services, redis_url: str) -> Iterator[SlackBot]:
     state = SlackState(redis_url, prefix=f"test:{uuid.uuid4().hex}:")
-    slack = bot_from_services(services, state=state, ingest_queue=None)
+    # No streaming: under load an answer can take over the default 0.8 s, and a streamed answer
+    # ends as a chat.update of its draft, which carries no thread_ts for ask() to match on.
+    slack = bot_from_services(services, state=state, ingest_queue=None, stream_after_s=60)
     yield slack
     slack.close()
 
