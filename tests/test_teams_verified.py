@@ -229,3 +229,22 @@ def test_an_unauthenticated_card_action_claiming_an_experts_id_saves_nothing(
                               json=card_action(acts, question, data, aad=EXPERT_AAD, user="29:expert"))
     assert response.status_code == 200 and response.json()["value"] == UNVERIFIED_IDENTITY_TEXT
     assert len(services.verified.records()) == before
+
+
+def test_a_down_vote_on_an_answer_in_a_channel_invites_the_experts_once(
+        app_url: str, connector: FakeConnector, acts: Activities, services: Services) -> None:
+    question, card = ask(app_url, connector, acts, "How do I connect to the VPN?")
+    answer = answer_of(services, card)
+    assert answer.decision == Decision.ANSWERED
+    conv = question["conversation"]["id"]
+    vote = {"supportbot": "feedback", "answer_id": answer.id, "vote": "down"}
+    activity = card_action(acts, question, vote, aad="aad-user-3", user="29:user-3")
+    activity["value"]["action"]["verb"] = "supportbot.feedback"
+    for _ in range(2):  # a second 👎 on the same answer does not invite again
+        assert post(app_url, activity).status_code == 200
+    offer = answer_this_card(connector, conv)
+    assert offer["actions"][0]["title"] == "Answer this"
+    time.sleep(0.5)
+    offers = [c for c in connector.calls if c.conversation == conv and c.card is not None
+              and any(a.get("type") == "Action.ShowCard" for a in c.card.get("actions", []))]
+    assert len(offers) == 1

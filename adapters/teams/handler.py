@@ -37,7 +37,7 @@ from bot.answering import AnswerService
 from bot.errors import RateLimited, SupportbotError
 from bot.ports import IngestQueue, JobStatus
 from bot.ratelimit import Throttle, polite_text
-from bot.types import Answer, Feedback, Platform, Question, Vote
+from bot.types import Answer, Decision, Feedback, Platform, Question, Vote
 from bot.verified import FAILED_TEXT as FAILED_VERIFIED_TEXT
 from bot.verified import UNVERIFIED_IDENTITY_TEXT, VerifiedService
 
@@ -175,6 +175,7 @@ class TeamsBot:
         self._ingest_queue = ingest_queue
         self.history = history or ConversationHistory()
         self.replies = replies or ReplyIndex()
+        self._offered: set[str] = set()  # answers whose 👎 already invited the experts (this process)
         self.options = options or TeamsOptions()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.throttle = throttle
@@ -229,14 +230,14 @@ class TeamsBot:
         elif inc.type == "invoke":
             return await self._on_invoke(inc, turn)
         elif inc.type == "messageReaction":
-            await self._on_reaction(inc)
+            await self._on_reaction(inc, turn)
         elif inc.type == "conversationUpdate":
             await self._on_conversation_update(turn)
         return None
 
     async def _on_message(self, turn: TurnIO, inc: Incoming) -> None:
         if inc.value is not None and inc.value.get("supportbot") == "feedback":
-            await self._card_vote(inc, inc.value)  # Action.Submit
+            await self._card_vote(inc, inc.value, turn)  # Action.Submit
             return
         if inc.value is not None and inc.value.get("supportbot") == "verified":
             text = await self._mark_verified(turn, inc, inc.value)  # Action.Submit fallback
@@ -264,7 +265,7 @@ class TeamsBot:
     async def _on_invoke(self, inc: Incoming, turn: TurnIO | None = None) -> InvokeReply:
         value = inc.value or {}
         if inc.name == "message/submitAction":
-            return await self._builtin_feedback(inc, value)
+            return await self._builtin_feedback(inc, value, turn)
         if inc.name == "adaptiveCard/action":
             action = value.get("action")
             data = action.get("data") if isinstance(action, Mapping) else None
@@ -272,7 +273,7 @@ class TeamsBot:
                 return InvokeReply(200, _card_message(await self._mark_verified(turn, inc, data)))
             if not isinstance(data, Mapping) or data.get("supportbot") != "feedback":
                 return InvokeReply(200, _card_error(400, "unknown action"))
-            ok = await self._card_vote(inc, data)
+            ok = await self._card_vote(inc, data, turn)
             if not ok:
                 return InvokeReply(200, _card_message("Sorry, I couldn't find that answer any more."))
             return InvokeReply(200, _card_message("Thanks for the feedback!"))
@@ -410,8 +411,11 @@ class TeamsBot:
         return result.text
 
     # -- feedback ----------------------------------------------------------------------------
-    async def _record(self, inc: Incoming, answer_id: str, vote: Vote, comment: str = "") -> bool:
-        if not answer_id or await asyncio.to_thread(self.answers.get_answer, answer_id) is None:
+    async def _record(
+        self, inc: Incoming, answer_id: str, vote: Vote, comment: str = "", turn: TurnIO | None = None
+    ) -> bool:
+        answer = await asyncio.to_thread(self.answers.get_answer, answer_id) if answer_id else None
+        if answer is None:
             log.info("teams: vote on unknown answer %r ignored", answer_id)
             return False
         feedback = Feedback(
@@ -419,32 +423,52 @@ class TeamsBot:
             created_at=datetime.now(UTC),
         )
         await asyncio.to_thread(self.answers.record_feedback, feedback)
+        if vote == Vote.DOWN and turn is not None:
+            await self._after_down_vote(turn, inc, answer)
         return True
 
-    async def _card_vote(self, inc: Incoming, data: Mapping[str, Any]) -> bool:
+    async def _after_down_vote(self, turn: TurnIO, inc: Incoming, answer: Answer) -> None:
+        """After a 👎 on an answer where colleagues read along, invite the experts to answer it
+        (once per answer), as a decline does."""
+        if (
+            self.verified is None
+            or inc.personal
+            or answer.decision != Decision.ANSWERED
+            or answer.id in self._offered
+        ):
+            return
+        self._offered.add(answer.id)
+        try:
+            await turn.send(verified_card.answer_this_activity(answer.id))
+        except Exception as exc:  # noqa: BLE001 - the vote is recorded either way
+            log.warning("teams: could not offer 'Answer this' after a 👎: %s", exc)
+
+    async def _card_vote(self, inc: Incoming, data: Mapping[str, Any], turn: TurnIO | None = None) -> bool:
         try:
             vote = Vote(str(data.get("vote")))
         except ValueError:
             return False
-        return await self._record(inc, str(data.get("answer_id") or ""), vote)
+        return await self._record(inc, str(data.get("answer_id") or ""), vote, turn=turn)
 
-    async def _builtin_feedback(self, inc: Incoming, value: Mapping[str, Any]) -> InvokeReply:
+    async def _builtin_feedback(
+        self, inc: Incoming, value: Mapping[str, Any], turn: TurnIO | None = None
+    ) -> InvokeReply:
         action = value.get("actionValue")
         reaction = action.get("reaction") if isinstance(action, Mapping) else None
         vote = _FEEDBACK_REACTIONS.get(str(reaction))
         if value.get("actionName") != "feedback" or vote is None or not isinstance(action, Mapping):
             return InvokeReply(400, None)
         answer_id = self.replies.answer_for(inc.reply_to_id) or ""
-        await self._record(inc, answer_id, vote, _feedback_text(action.get("feedback")))
+        await self._record(inc, answer_id, vote, _feedback_text(action.get("feedback")), turn)
         # Teams shows its own "thanks" UI; an empty 200 tells it the submission worked.
         return InvokeReply(200, {})
 
-    async def _on_reaction(self, inc: Incoming) -> None:
+    async def _on_reaction(self, inc: Incoming, turn: TurnIO | None = None) -> None:
         answer_id = self.replies.answer_for(inc.reply_to_id)
         for reaction in inc.reactions_added:
             vote = _REACTION_VOTES.get(reaction)
             if vote is not None and answer_id:
-                await self._record(inc, answer_id, vote)
+                await self._record(inc, answer_id, vote, turn=turn)
 
     # -- ingest ------------------------------------------------------------------------------
     async def is_admin(self, turn: TurnIO, inc: Incoming) -> bool:
