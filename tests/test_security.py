@@ -408,8 +408,9 @@ def test_no_secret_appears_in_logs_errors_traces_or_pages(
             ts = slack.add_message(channel, text)
             body = event_body(mention(channel, ts, text))
             record(httpx.post(f"{url}/slack/events", content=body, headers=signed_headers(signing, body), timeout=20))
+            # Generous: this test is about what is logged, not speed (a loaded machine took >20 s).
             slack.wait_for(lambda: any(c.args.get("timestamp") == ts for c in slack.calls_to("reactions.remove")),
-                           timeout=20)
+                           timeout=60)
 
         with serve_app(create_app(services)) as url:
             ask(url, "CSEC1")  # everything up
