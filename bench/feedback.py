@@ -42,7 +42,7 @@ from _common import EVALDATA, emit, log  # noqa: I001
 from adapters.factory import Services
 from adapters.settings import Settings
 from bot.evaluation import EvalQuery, doc_ranking, load_queries, ndcg_at
-from bot.types import Decision, Feedback, Platform, Question, SearchFilters, Vote
+from bot.types import Decision, Document, Feedback, Platform, Question, SearchFilters, Vote
 from bot.verified import DOC_PREFIX, ExpertReply
 from knowledge.identity import corpus_id
 from knowledge.loaders import iter_documents
@@ -162,7 +162,10 @@ def run_set(name: str, seed: int = 13, sweep: bool = False, sweep_verified: bool
         rng = random.Random(seed)
         rng.shuffle(groups)
         docs = iter_documents([dataset / "corpus.jsonl"], source="eval", max_bytes=1 << 31)
-        services.ingestor.ingest((d for d in docs if getattr(d, "id", None) not in removed), source="eval")
+        # Gap entries are left out by their corpus _id (document ids carry the file's location).
+        services.ingestor.ingest(
+            (d for d in docs if not isinstance(d, Document) or corpus_id(d.id) not in removed), source="eval"
+        )
         voted, unrelated = groups[: len(groups) // 2], groups[len(groups) // 2 :]
         vote_half, heldout = [], []
         for g in voted:
