@@ -28,7 +28,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 class SqlVerifiedStore:
-    """Verified answers in the ``verified_answers`` table (migration 0005)."""
+    """Verified answers in the ``verified_answers`` table (migration 0007)."""
 
     def __init__(self, url: str) -> None:
         self._docs = SqlDocumentStore(url)  # shares the engine setup and migrations
