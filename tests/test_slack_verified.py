@@ -65,9 +65,9 @@ def _no_proxy() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
-        yield server
+def fake(slack: FakeSlack) -> FakeSlack:
+    """conftest's fake Slack Web API for this module (the tests name it ``fake``)."""
+    return slack
 
 
 @pytest.fixture(scope="module")

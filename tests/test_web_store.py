@@ -20,26 +20,6 @@ from bot.errors import ProviderRejected
 from bot.types import Answer, Citation, Decision, Feedback, Platform, Question, Trace, Turn, Vote
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database: a SQLite file, or a unique schema in the test PostgreSQL (dropped after)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'web.db'}"
-        return
-    base: str = request.getfixturevalue("postgres_url")
-    schema = f"web_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 @pytest.fixture
 def stores(db_url: str) -> Iterator[tuple[SqlAnswerStore, SqlReviewStore]]:
     """The answer store and the review store on ``db_url``; their connections are closed after."""
