@@ -11,6 +11,7 @@ import pytest
 from adapters.providers.local_index import LocalIndex
 from adapters.providers.onnx_embedder import (
     MINILM_SHA256,
+    PARALLEL_MIN_BATCHES,
     OnnxEmbedder,
     _derived,
     bundled_model_path,
@@ -80,8 +81,13 @@ class TestOnnxEmbedder(EmbedderContract):
         embedder = OnnxEmbedder(cache_dir=tmp_path, workers=2)
         embedder.embed_query("how do I reset my password")
         assert embedder._pool is None and not embedder._batch_sessions  # `supportbot ask` pays for one session
-        embedder.embed_documents(["one passage", "another passage", "a third"])
+        # A question's few dozen sentences run on the query session (building more costs ~0.3 s) ...
+        few = embedder.embed_documents([f"sentence number {i}" for i in range(PARALLEL_MIN_BATCHES)])
+        assert embedder._pool is None and not embedder._batch_sessions
+        # ... an ingest's many passages on one single-threaded session per worker, with the same vectors.
+        many = embedder.embed_documents([f"sentence number {i}" for i in range(PARALLEL_MIN_BATCHES + 1)])
         assert embedder._pool is not None and len(embedder._batch_sessions) == 2
+        assert np.allclose(many[: len(few)], few, atol=1e-5)
 
     def test_model_directory_without_files_is_a_config_error(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="model.onnx"):

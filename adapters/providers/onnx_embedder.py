@@ -131,6 +131,10 @@ def _derive(model_dir: Path | None, cache_dir: Path) -> None:
     int8_model(model, digest, cache_dir)
 
 
+# Fewer batches than this run on the main session (see ``embed_documents``).
+PARALLEL_MIN_BATCHES = 64
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -301,9 +305,12 @@ class OnnxEmbedder:
             [encoded[i] for i in order[start : start + self._batch_size]]
             for start in range(0, len(order), self._batch_size)
         ]
-        if len(batches) > 1:
+        # Building the per-worker sessions costs ~0.15 s each: worth it for an ingest, not for
+        # the few dozen sentences a question embeds (sequential on the main session: ~0.1 s).
+        parallel = len(batches) > PARALLEL_MIN_BATCHES
+        if parallel:
             self._ensure_batch_sessions()
-        if self._pool is not None and len(batches) > 1:
+        if self._pool is not None and parallel:
             sessions = self._batch_sessions
             out = list(
                 self._pool.map(
