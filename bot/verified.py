@@ -479,7 +479,9 @@ class VerifiedRankConfig:
     or one of its paraphrases for that answer to go first. ``margin``: how far above the best
     ordinary passage it is put (fused score scale). ``accept_similarity``: a verified passage
     that retrieval ranks first on its own is taken as the answer (``scores["verified"]``) when
-    the question is at least this close to one of its phrasings — nothing is reordered for it."""
+    the question is at least this close to one of its phrasings — nothing is reordered for it.
+    Between ``accept_similarity`` and ``min_similarity`` an answer also goes first when its
+    phrasing is closer to the question than every ordinary passage found (dense cosine)."""
 
     enabled: bool = True
     min_similarity: float = 0.75
@@ -562,7 +564,13 @@ class VerifiedRanker:
         kept = [h for h in hits if h.chunk.source != SOURCE or h.chunk.doc_id in active]
         c = self.config
         close = self.matches(query_vector, min(c.min_similarity, c.accept_similarity))
-        matched = {d: s for d, s in close.items() if s >= c.min_similarity}
+        # Also first: an answer whose question is closer to this one than any ordinary passage is
+        # (both cosines of the same query vector) — an expert answered this question, the passages
+        # are only near it.
+        nearest = max((h.scores.get("dense", 0.0) for h in kept if h.chunk.source != SOURCE), default=0.0)
+        matched = {
+            d: s for d, s in close.items() if s >= c.min_similarity or (s >= c.accept_similarity and s >= nearest)
+        }
         if not matched:
             return self._accept_first(kept, close)
         # Only passages the viewer may see: the index applies the viewer's access groups.
