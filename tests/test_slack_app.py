@@ -387,6 +387,17 @@ def test_vote_buttons_are_acknowledged_at_once_recorded_and_thanked(
     assert (vote.user, vote.vote) == ("U5", Vote.DOWN)
 
 
+def test_a_vote_on_an_unknown_answer_is_not_recorded_and_the_voter_is_told(
+    fake: FakeSlack, http: httpx.Client, app_url: str, services: Services
+) -> None:
+    # The same rule as Teams' (bot/conversation.py): the answer must exist.
+    click = block_action(ACTION_VOTE_UP, "no-such-answer", user="U404", channel="C404", message_ts="1.0")
+    assert post(http, app_url, interaction_body(click), form=True).status_code == 200
+    [told] = fake.wait_for(lambda: [c for c in fake.calls_to("chat.postEphemeral") if c.args.get("user") == "U404"])
+    assert "couldn't find that answer" in told.args["text"]
+    assert services.answer_store.feedback_for("no-such-answer") == []
+
+
 def test_thumbs_reactions_on_an_answer_are_votes(
     fake: FakeSlack, http: httpx.Client, app_url: str, services: Services
 ) -> None:
