@@ -23,13 +23,14 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from adapters.teams import render
 from adapters.teams import verified as verified_card
 from adapters.teams.activity import Incoming, parse
+from adapters.teams.delivery import Reply, TeamsStream, UpdatedMessage, answer_events
 from adapters.teams.memory import ConversationHistory, ReplyIndex
 from adapters.teams.notify import address_from_reference
 from adapters.teams.protocol import ChannelGateway, InvokeReply, TurnIO
@@ -57,77 +58,6 @@ class TeamsOptions:
 
     first_update_after_s: float = FIRST_UPDATE_AFTER_S  # answers ready sooner go out as one card
     update_interval_s: float = UPDATE_INTERVAL_S
-
-
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-_DONE = object()
-
-
-class _Reply:
-    """Shows a growing answer, then the final card. Subclasses pick Teams streaming or updates."""
-
-    def __init__(self, turn: TurnIO, options: TeamsOptions) -> None:
-        self.turn = turn
-        self.cadence = Cadence(options.first_update_after_s, options.update_interval_s)
-        self.broken = False
-
-    async def progress(self, text: str) -> None:
-        if self.broken or not self.cadence.due():
-            return
-        try:
-            await self.push(text)
-        except Exception as exc:  # noqa: BLE001 - a failed partial must not lose the answer
-            log.warning("teams: streaming update failed (%s); sending the answer when done", exc)
-            self.broken = True
-
-    async def push(self, text: str) -> None:
-        raise NotImplementedError
-
-    async def finish(self, answer: Answer) -> list[str]:
-        raise NotImplementedError
-
-
-class _TeamsStream(_Reply):
-    """Teams streaming (personal chats): typing activities with ``streaminfo``, then a final message."""
-
-    sequence = 0
-    stream_id = ""
-
-    async def push(self, text: str) -> None:
-        self.sequence += 1
-        sent = await self.turn.send(render.stream_chunk(text, self.sequence, self.stream_id))
-        self.stream_id = self.stream_id or sent
-
-    async def finish(self, answer: Answer) -> list[str]:
-        if not self.stream_id or self.broken:
-            return [await self.turn.send(render.answer_activity(answer))]
-        sent = await self.turn.send(render.stream_final(answer, self.stream_id))
-        return [self.stream_id, sent]
-
-
-class _UpdatedMessage(_Reply):
-    """Channels and group chats: one message, updated as the answer grows, then replaced by the card."""
-
-    reply_id = ""
-
-    async def push(self, text: str) -> None:
-        if self.reply_id:
-            await self.turn.update(self.reply_id, render.partial_activity(text))
-        else:
-            self.reply_id = await self.turn.send(render.partial_activity(text))
-
-    async def finish(self, answer: Answer) -> list[str]:
-        if self.reply_id:
-            try:
-                await self.turn.update(self.reply_id, render.answer_activity(answer))
-                return [self.reply_id]
-            except Exception as exc:  # noqa: BLE001 - fall back to a new message
-                log.warning("teams: could not update the partial reply (%s); sending a new one", exc)
-        return [await self.turn.send(render.answer_activity(answer))]
 
 
 class TeamsBot:
@@ -260,34 +190,12 @@ class TeamsBot:
             self.chat_message(inc), None if directory is None else (lambda: directory(inc))
         )
 
-    async def _events(self, question: Question) -> AsyncGenerator[str | Answer, None]:
-        """The core's answer stream (blocking: retrieval, models) run in a thread, as async events."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-
-        def work() -> None:
-            try:
-                for event in self.conversation.stream(question):
-                    loop.call_soon_threadsafe(queue.put_nowait, event)
-            except BaseException as exc:  # noqa: BLE001 - handed to the event loop and re-raised there
-                loop.call_soon_threadsafe(queue.put_nowait, _Failed(exc))
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
-
-        running = loop.run_in_executor(None, work)
-        try:
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, _Failed):
-                    raise item.error
-                assert isinstance(item, str | Answer)
-                yield item
-        finally:
-            await running
-
     async def _answer(self, turn: TurnIO, inc: Incoming) -> None:
         question = await asyncio.to_thread(self.question_for, inc)
-        reply: _Reply = (_TeamsStream if inc.personal else _UpdatedMessage)(turn, self.options)
-        events = self._events(question)
+        reply: Reply = (TeamsStream if inc.personal else UpdatedMessage)(
+            turn, Cadence(self.options.first_update_after_s, self.options.update_interval_s)
+        )
+        events = answer_events(self.conversation.stream, question)
         # The typing indicator goes out while retrieval already runs in its thread.
         first = asyncio.ensure_future(anext(events))
         try:
