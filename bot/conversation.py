@@ -320,8 +320,10 @@ class Conversation:
         target, problem = parse_ingest_target(argument)
         if target is None:
             return IngestReply(f"{problem}\n{usage}")
-        if not self.is_admin(msg, confirm):
-            return IngestReply(messages.REFUSE_INGEST, target=target)
+        try:
+            self.require_admin(msg, confirm)
+        except AccessDenied as refused:
+            return IngestReply(str(refused), target=target)
         queue = self.ingest_queue()
         if queue is None:
             return IngestReply(messages.NO_QUEUE, target=target)

@@ -59,11 +59,10 @@ def answer(bot: SlackBot, ev: SlackEvent) -> None:
         if not ev.text:
             delivery.say(ev.channel, ev.thread_ts, messages.EMPTY_QUESTION)
             return
-        history = history_of(bot, ev) if ev.in_thread else ()
-        msg = ev.chat_message(history)
-        if limited := bot.conversation.limited(msg):
+        if limited := bot.conversation.limited(ev.chat_message()):
             delivery.tell(ev.channel, ev.user, ev.thread_ts, limited)
             return
+        msg = ev.chat_message(history_of(bot, ev) if ev.in_thread else ())
         question = bot.conversation.question(msg, bot.directory_for(ev.user))
         delivery.show(bot.conversation.stream(question), draft)
         bot.state.mark_thread(ev.team, ev.channel, ev.thread_ts)
