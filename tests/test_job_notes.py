@@ -98,7 +98,7 @@ def test_the_worker_posts_teams_progress_and_the_result_proactively_under_the_co
     workers.start()
     conversation = "19:general@thread.tacv2;messageid=1700000000001"
     address = ChatAddress(
-        Platform.TEAMS, conversation, user="aad-admin-1", thread="1700000000001",
+        Platform.TEAMS, conversation, user="29:admin-1", thread="1700000000001",
         service_url=connector.service_url, bot=BOT_ID, tenant="tenant-1", channel="msteams",
     )
     job = queue.enqueue_ingest(str(docs), "teams:aad-admin-1", address.to_notify())

@@ -363,6 +363,7 @@ def test_admin_ingest_is_queued_with_where_the_worker_reports(
     assert (address.conversation, address.thread, address.service_url) == (
         conv, activity["id"], connector.service_url)
     assert address.bot == activity["recipient"]["id"]  # type: ignore[index]
+    assert address.user == activity["from"]["id"]  # type: ignore[index]  # the channel id a reply's recipient carries
 
 
 def test_admin_by_upn_may_ingest_and_a_bad_target_gets_usage(

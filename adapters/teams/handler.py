@@ -335,7 +335,7 @@ class TeamsBot:
         return confirm
 
     async def _ingest(self, turn: TurnIO, inc: Incoming, argument: str) -> None:
-        address = address_from_reference(turn.reference(), inc.voter)
+        address = address_from_reference(turn.reference(), inc.user_id)
         reply = await asyncio.to_thread(
             self.conversation.request_ingest,
             self.chat_message(inc),

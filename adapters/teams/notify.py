@@ -20,7 +20,8 @@ from bot.types import ChatAddress, Platform
 
 
 def address_from_reference(reference: dict[str, Any], user: str) -> ChatAddress:
-    """The address of a turn's conversation reference (what the handler stores with a job)."""
+    """The address of a turn's conversation reference (what the handler stores with a job);
+    ``user`` is the requester's channel id (``29:…``), the one a reply's recipient carries."""
     conversation = reference.get("conversation") or {}
     return ChatAddress(
         Platform.TEAMS,
