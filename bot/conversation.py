@@ -352,13 +352,13 @@ class JobNotes:
     last: float | None = None
     message_id: str = ""
     shown: tuple[object, ...] = field(default_factory=tuple)
-    ended_: bool = False
+    finished: bool = False
 
     def advanced(self, status: JobStatus) -> None:
         """The job moved on (called often; posts only when due and something changed)."""
         now = self.clock()
         shown = (status.done, status.total, status.current)
-        if self.ended_ or status.state != "running" or shown == self.shown:
+        if self.finished or status.state != "running" or shown == self.shown:
             return
         if now - (self.last if self.last is not None else self.started) < self.every_s:
             return
@@ -374,9 +374,9 @@ class JobNotes:
 
     def ended(self, status: JobStatus) -> None:
         """The job finished (done or failed for good): post the result, once."""
-        if self.ended_:
+        if self.finished:
             return
-        self.ended_ = True
+        self.finished = True
         try:
             self.notifier.post(self.address, messages.ingest_result(self.target, status))
         except Exception as exc:  # noqa: BLE001 - logged; the job's result is in its record either way

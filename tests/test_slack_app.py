@@ -461,6 +461,13 @@ def test_ingest_acks_at_once_and_queues_the_job_with_where_to_report(
     # response_url: it is a capability, and job records are readable on the web page.
     assert ChatAddress.from_notify(notify) == ChatAddress(Platform.SLACK, "C1", user="UADMIN", team=TEAM)
     assert "response_url" not in notify and url not in json.dumps(notify)
+    assert queued.args["text"].endswith("in a direct message.")  # the worker DMs the requester
+    # Typed in the DM with the bot: the worker reports in that DM.
+    dm_url = fake.response_url("ingest-dm")
+    post(http, app_url, command_body("/ingest", "handbook", dm_url, user="UADMIN", channel="D1"), form=True)
+    [in_dm] = fake.wait_for(lambda: [r for r in fake.responses if r.method.endswith("ingest-dm")])
+    assert in_dm.args["text"].endswith("the result here.")
+    assert ChatAddress.from_notify(queue.jobs[1][2]) == ChatAddress(Platform.SLACK, "D1", user="UADMIN", team=TEAM)
 
 
 def test_ingest_tells_the_admin_when_the_queue_is_down(
