@@ -7,6 +7,7 @@ imported lazily here, only for the providers that are selected.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -34,11 +35,20 @@ from bot.retrieval import RetrievalConfig, Retriever
 from knowledge.pipeline import Ingestor
 
 if TYPE_CHECKING:  # only for annotations: these are imported lazily where they are built
+    from slack_sdk import WebClient
+
     from adapters.providers.source_store import SqlSourceStore
     from adapters.providers.verified_store import SqlVerifiedStore
     from adapters.resilience import RetryBudget
-    from bot.ports import IngestQueue
+    from adapters.slack.app import SlackBot, SlackOptions
+    from adapters.slack.state import SlackState
+    from adapters.teams.activity import Incoming
+    from adapters.teams.handler import TeamsBot, TeamsOptions
+    from adapters.teams.protocol import ChannelGateway
+    from bot.conversation import Conversation, JobReporter
+    from bot.ports import IngestQueue, Notifier
     from bot.ratelimit import RateLimiter, Throttle
+    from bot.types import Platform
     from bot.verified import VerifiedRanker, VerifiedService
     from knowledge.connectors import Connector
     from knowledge.fetch import Fetcher
@@ -421,6 +431,142 @@ class Services:
             review_days=s.verified_review_days,
             on_change=lambda: ranker.refresh(force=True),
         )
+
+
+    # --- chat: the conversation core and the Slack and Teams bots (issue 15) ------------------------
+    def conversation(
+        self,
+        *,
+        answers: AnswerService | None = None,
+        ingest_queue: IngestQueue | Callable[[], IngestQueue] | None = None,
+    ) -> Conversation:
+        """The conversation core both chat adapters call. The ingest queue defaults to this
+        root's Celery queue, looked up at the first ingest (it needs Redis; without it the bot
+        still answers and ``ingest`` says it is unavailable)."""
+        from bot.conversation import Conversation
+        from bot.types import Platform
+
+        s = self.settings
+        return Conversation(
+            answers or self.answers,
+            self.access,
+            admins={Platform.SLACK: s.slack_admins, Platform.TEAMS: s.teams_admins},
+            throttle=self.throttle,
+            ingest_queue=ingest_queue or (lambda: self.ingest_queue),
+        )
+
+    @cached_property
+    def slack_client(self) -> WebClient:
+        """The Slack WebClient (bot token, the configured API URL, 429s waited out)."""
+        from adapters.slack.app import make_client
+
+        token = _secret(self.settings.slack_bot_token)
+        if not token:
+            raise ConfigError("Slack needs SLACK_BOT_TOKEN")
+        return make_client(token, self.settings.slack_api_url)
+
+    def slack_bot(
+        self,
+        *,
+        socket_mode: bool = False,
+        answers: AnswerService | None = None,
+        client: WebClient | None = None,
+        state: SlackState | None = None,
+        ingest_queue: IngestQueue | Callable[[], IngestQueue] | None = None,
+        options: SlackOptions | None = None,
+        directory: Callable[[str], frozenset[str]] | None = None,
+    ) -> SlackBot:
+        """The Slack bot for these settings; each collaborator may be injected instead (tests, bench)."""
+        from adapters.slack.app import SlackBot, SlackOptions
+        from adapters.slack.state import SlackState
+
+        s = self.settings
+        client = client or self.slack_client
+        if not socket_mode and s.slack_signing_secret is None:
+            raise ConfigError("Slack HTTP mode needs SLACK_SIGNING_SECRET")
+        if directory is None and s.slack_usergroup_groups:
+            from adapters.slack.directory import SlackUserGroups
+
+            directory = SlackUserGroups(client, s.slack_usergroup_groups)
+        options = options or SlackOptions()
+        options = replace(options, socket_mode=socket_mode, admin_group=options.admin_group or s.slack_admin_group)
+        return SlackBot(
+            self.conversation(answers=answers, ingest_queue=ingest_queue),
+            client,
+            state or SlackState(_secret(s.redis_url)),
+            signing_secret=_secret(s.slack_signing_secret),
+            options=options,
+            directory=directory,
+            verified=self.verified,
+        )
+
+    @cached_property
+    def teams_gateway(self) -> ChannelGateway:
+        """The Bot Framework gateway (the one botbuilder import site), checked at start-up."""
+        from adapters.teams.botframework import BotFrameworkConfig, BotFrameworkGateway
+
+        s = self.settings
+        password = _secret(s.microsoft_app_password) or ""
+        # Checked here so a misconfigured bot fails at start-up, not with a 500 on each request.
+        if s.microsoft_app_id and s.microsoft_app_type != "UserAssignedMSI" and not password:
+            raise ConfigError("MicrosoftAppId is set but MicrosoftAppPassword is not")
+        if s.microsoft_app_type in ("SingleTenant", "UserAssignedMSI") and s.microsoft_app_id and not s.microsoft_app_tenant_id:
+            raise ConfigError(f"MicrosoftAppType={s.microsoft_app_type} needs MicrosoftAppTenantId")
+        return BotFrameworkGateway(
+            BotFrameworkConfig(
+                app_id=s.microsoft_app_id,
+                app_password=password,
+                tenant_id=s.microsoft_app_tenant_id,
+                app_type=s.microsoft_app_type,
+            )
+        )
+
+    def teams_bot(
+        self,
+        gateway: ChannelGateway | None = None,
+        *,
+        answers: AnswerService | None = None,
+        ingest_queue: IngestQueue | Callable[[], IngestQueue] | None = None,
+        options: TeamsOptions | None = None,
+        directory: Callable[[Incoming], frozenset[str]] | None = None,
+    ) -> TeamsBot:
+        """The Teams bot over ``gateway`` (default: :attr:`teams_gateway`)."""
+        from adapters.teams.handler import TeamsBot
+
+        if directory is None and self.settings.teams_aad_groups:
+            from adapters.teams.directory import directory_for
+
+            directory = directory_for(self.settings)
+        return TeamsBot(
+            self.conversation(answers=answers, ingest_queue=ingest_queue),
+            gateway or self.teams_gateway,
+            options=options,
+            directory=directory,
+            verified=self.verified,
+        )
+
+    def notifier(self, platform: Platform) -> Notifier | None:
+        """Where the worker posts job progress for a platform; ``None`` when it is not configured."""
+        from bot.types import Platform
+
+        if platform == Platform.SLACK:
+            if self.settings.slack_bot_token is None:
+                return None
+            from adapters.slack.notify import SlackNotifier
+
+            return SlackNotifier(self.slack_client)
+        if platform == Platform.TEAMS:
+            from adapters.teams.notify import TeamsNotifier
+
+            return TeamsNotifier(self.teams_gateway)
+        return None
+
+    @cached_property
+    def job_reporter(self) -> JobReporter:
+        """What the worker calls as a job advances or ends: notes in the chat it came from."""
+        from bot.conversation import JobReporter
+
+        return JobReporter(self.notifier, progress_every_s=self.settings.job_progress_every_s)
 
 
 def build(settings: Settings | None = None) -> Services:

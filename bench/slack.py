@@ -30,7 +30,6 @@ from _common import EVALDATA, emit, log  # noqa: I001
 
 from adapters.factory import Services
 from adapters.settings import Settings
-from adapters.slack.app import bot_from_services
 from adapters.slack.http import slack_router
 from adapters.slack.state import SlackState
 from bot.evaluation import percentile
@@ -99,7 +98,7 @@ def main() -> None:
         services.decline_policy()  # calibrate before timing
 
         # In-process dedup (no Redis needed for the bench); the tests cover the Redis path.
-        bot = bot_from_services(services, state=SlackState(None), ingest_queue=MemoryQueue(), poll_interval_s=0.05)
+        bot = services.slack_bot(state=SlackState(None), ingest_queue=MemoryQueue())
         from fastapi import FastAPI
 
         web = FastAPI()

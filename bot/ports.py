@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from bot.types import Answer, Chunk, Feedback, ScoredChunk, SearchFilters, Turn
+from bot.types import Answer, ChatAddress, Chunk, Feedback, ScoredChunk, SearchFilters, Turn
 
 Vector = npt.NDArray[np.float32]
 Matrix = npt.NDArray[np.float32]
@@ -183,9 +183,10 @@ class JobStatus:
 class IngestQueue(Protocol):
     """Hands long ingest work to the workers (implemented with Celery by task name).
 
-    ``notify`` is opaque context the caller wants back with the job (e.g. who asked and
-    where); it is stored with the job untouched. ``enqueue_ingest`` returns a job id at
-    once; ``status`` reads the job's progress (unknown ids give state "unknown").
+    ``notify`` says where to report the job (``bot.types.ChatAddress.to_notify()``; empty for
+    none): it is stored with the job, and the worker reads it to post progress and the result
+    through a :class:`Notifier`. ``enqueue_ingest`` returns a job id at once; ``status`` reads
+    the job's progress (unknown ids give state "unknown").
     """
 
     def enqueue_ingest(self, target: str, requested_by: str, notify: Mapping[str, str]) -> str: ...
@@ -267,3 +268,21 @@ class QueryRewriter(Protocol):
     name: str
 
     def rewrite(self, question: str, history: Sequence[Turn]) -> str: ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Posts a background job's progress and result in the chat it was requested from.
+
+    Implemented per platform (``adapters/slack/notify.py``, ``adapters/teams/notify.py``) and
+    called by the worker (through ``bot.conversation.JobReporter``), so nothing in the web
+    process has to watch the job. ``post`` sends ``text`` to ``address`` and returns an id
+    ``update`` accepts ("" when the message cannot be edited later). ``update`` replaces the
+    text of a message ``post`` sent. Neither is idempotent. Both raise ProviderUnavailable
+    on transient failures and ProviderRejected when the platform refuses (not in the
+    channel, bad credentials); the caller logs them: a lost note never fails the job.
+    """
+
+    def post(self, address: ChatAddress, text: str) -> str: ...
+
+    def update(self, address: ChatAddress, message_id: str, text: str) -> None: ...

@@ -118,10 +118,7 @@ class Throttle:
 
 
 def polite_text(exc: RateLimited, what: str = "questions") -> str:
-    """What the asker is told when limited: why, and when to try again."""
-    wait = max(1, math.ceil(exc.retry_after))
-    when = f"{wait} seconds" if wait < 120 else f"{math.ceil(wait / 60)} minutes"
-    return (
-        f"You're sending {what} faster than I can take them here. "
-        f"Please try again in about {when}."
-    )
+    """What the asker is told when limited: why, and when to try again (``bot.messages``)."""
+    from bot.messages import too_fast
+
+    return too_fast(exc, what)

@@ -24,7 +24,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from adapters.celery_queue import INGEST_TASK, SYNC_DUE_TASK, SYNC_SOURCE_TASK, JobStore, redis_client
 from adapters.factory import Services, build
+from bot.conversation import JobNotes
 from bot.errors import ProviderUnavailable, SourceError, SupportbotError
+from bot.ports import JobStatus
 from knowledge.loaders import walk_files
 from knowledge.progress import IngestProgress
 from knowledge.sources import Source, is_url, target_documents, target_source
@@ -51,6 +53,23 @@ def jobs() -> JobStore:
     return JobStore(_redis)
 
 
+def notes_for(job_id: str, target: str) -> JobNotes | None:
+    """Where to report this job's progress and result: the chat it was requested from (its
+    ``notify`` address, stored with the job), or nowhere. Never raises: notes are optional."""
+    try:
+        return services().job_reporter.notes(target, jobs().notify_context(job_id))
+    except Exception as exc:  # noqa: BLE001 - a job must run even when its chat cannot be told
+        log.warning("job %s: no chat notes (%s)", job_id, type(exc).__name__)
+        return None
+
+
+def _finished(job_id: str, notes: JobNotes | None) -> None:
+    """Tell the chat the job ended (its record says how)."""
+    if notes is not None:
+        with suppress(Exception):
+            notes.ended(jobs().status(job_id))
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, SoftTimeLimitExceeded):
         return "took longer than the time limit and was stopped"
@@ -68,6 +87,7 @@ class JobTask(Task):  # type: ignore[misc]
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         reason = _reason(exc)
         jobs().failed(args[1], reason)
+        _finished(args[1], notes_for(args[1], args[0]))
         if self.name == SYNC_SOURCE_TASK:
             source = services().source_store.get(args[0])
             if source is not None:
@@ -91,9 +111,10 @@ class _Throttled:
     """Writes progress to Redis at most every ``every`` seconds (and always the last step), with
     the rate since the job started and the time left at that rate (unless given)."""
 
-    def __init__(self, job_id: str, every: float = 0.25) -> None:
+    def __init__(self, job_id: str, every: float = 0.25, notes: JobNotes | None = None) -> None:
         self.job_id, self.every, self.last = job_id, every, 0.0
         self.started = time.monotonic()
+        self.notes = notes  # the chat the job was requested from, told as it advances
 
     def __call__(
         self, done: int, total: int | None, current: str, rate: float | None = None, eta_s: float | None = None
@@ -106,6 +127,8 @@ class _Throttled:
             if eta_s is None and rate and total is not None:
                 eta_s = max(total - done, 0) / rate
             jobs().progress(self.job_id, done, total, current, rate, eta_s)
+            if self.notes is not None:
+                self.notes.advanced(JobStatus(self.job_id, "running", done, total, current, rate=rate, eta_s=eta_s))
 
 
 @contextmanager
@@ -150,7 +173,7 @@ def _already_done(job_id: str) -> str | None:
     return status.summary if status.state == "done" else None
 
 
-def _sync(source: Source, job_id: str) -> str:
+def _sync(source: Source, job_id: str, notes: JobNotes | None = None) -> str:
     jobs().running(job_id)
     wait_s = min(600.0, settings.sync_time_limit_s / 2)
     with source_lock(source.id, wait_s) as held:
@@ -159,7 +182,7 @@ def _sync(source: Source, job_id: str) -> str:
             return f"skipped: another sync of {source.name} was still running after {wait_s:.0f}s"
         current = services().source_store.get(source.id) or source  # fresh options and state
         connector = services().connector(current)
-        report = services().syncer.sync(current, connector, run_id=job_id, progress=_Throttled(job_id))
+        report = services().syncer.sync(current, connector, run_id=job_id, progress=_Throttled(job_id, notes=notes))
     return report.summary()
 
 
@@ -192,10 +215,12 @@ def ingest(self: Task, target: str, job_id: str) -> str:
     if (finished := _already_done(job_id)) is not None:
         return finished
     svc = services()
+    notes = notes_for(job_id, target)
     source = svc.source_store.get(target)
     if source is not None:
-        summary = _sync(source, job_id)
+        summary = _sync(source, job_id, notes)
         jobs().done(job_id, summary)
+        _finished(job_id, notes)
         return summary
     jobs().running(job_id)
     s = svc.settings
@@ -218,7 +243,7 @@ def ingest(self: Task, target: str, job_id: str) -> str:
         files_root=svc.data_dir,
         progress=tracker,
     )
-    progress = _Throttled(job_id)
+    progress = _Throttled(job_id, notes=notes)
 
     def note(doc: str, outcome: str) -> None:
         progress(
@@ -231,6 +256,7 @@ def ingest(self: Task, target: str, job_id: str) -> str:
         path, reason = (report.failed or report.skipped)[0]  # nothing ingested: the job failed, and why
         raise SourceError(path, reason)
     jobs().done(job_id, report.summary() + f" ({report.chunks_embedded} chunks embedded)")
+    _finished(job_id, notes)
     return report.summary()
 
 
