@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.text import content_words, words
 from bot.types import Turn
-from knowledge.text import content_words, words
 
 ANAPHORA = frozenset(
     [

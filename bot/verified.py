@@ -39,11 +39,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from bot.ports import ChunkIndex, Embedder, Generation, GenerationRequest, Generator, Vector
+from bot.ports import (
+    ChunkIndex,
+    Embedder,
+    Generation,
+    GenerationRequest,
+    Generator,
+    Ingest,
+    Vector,
+    VerifiedStore,
+)
 from bot.types import PUBLIC, Answer, Decision, Document, Platform, ScoredChunk, SearchFilters, Section
 
 log = logging.getLogger(__name__)
@@ -228,37 +237,6 @@ class ThreadAnswer:
     @property
     def needs_answer(self) -> bool:
         return self.answer.decision == Decision.DECLINED or self.down_votes > 0
-
-
-@runtime_checkable
-class VerifiedStore(Protocol):
-    """Keeps verified answers, and reads what marking needs from the stored answers.
-
-    ``save`` is idempotent by id (a later save replaces). ``records`` gives every answer, newest
-    first, with ``uses`` counted (answers that cited it). ``thread_answers`` gives the bot's
-    answers in one thread, newest first; ``declined_questions`` the newest declined questions
-    as (answer id, question, asked at); ``answer_with_votes`` one answer with its 👎 count. Raises ProviderUnavailable when the database is down.
-    """
-
-    def save(self, verified: VerifiedAnswer) -> None: ...
-
-    def get(self, verified_id: str) -> VerifiedAnswer | None: ...
-
-    def records(self, include_removed: bool = False) -> list[VerifiedAnswer]: ...
-
-    def thread_answers(self, platform: str, conversation: str, thread: str) -> list[ThreadAnswer]: ...
-
-    def answer_with_votes(self, answer_id: str) -> ThreadAnswer | None: ...
-
-    def declined_questions(self, limit: int) -> list[tuple[str, str, datetime]]: ...
-
-
-class Ingest(Protocol):
-    """The part of ``knowledge.pipeline.Ingestor`` this service uses."""
-
-    def ingest(self, items: Iterable[Any], *, source: str) -> Any: ...
-
-    def remove(self, doc_id: str, source: str, run_id: str) -> None: ...
 
 
 @dataclass(frozen=True)

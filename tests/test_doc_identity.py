@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 from adapters.db import make_engine
 from adapters.factory import Services
 from adapters.settings import Settings
+from bot.identity import corpus_id, document_id
 from bot.ports import ChunkIndex
 from bot.serialize import answer_to_dict
 from bot.types import UNRESTRICTED, Answer, Citation, Decision, Document, Question, chunk_to_dict
 from knowledge.chunking import chunk_document
-from knowledge.identity import corpus_id, document_id
 from knowledge.loaders import iter_documents, load_bytes
 from knowledge.pipeline import Ingestor, embedding_text
 

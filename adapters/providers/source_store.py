@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from adapters.db import source_documents, sources
 from adapters.providers.sql_store import SqlDocumentStore
 from bot.errors import ConfigError, ProviderUnavailable
-from knowledge.sources import Source, SourceDocument
+from bot.ports import SourceDocument
+from knowledge.sources import Source
 
 
 def _aware(value: datetime | None) -> datetime | None:
