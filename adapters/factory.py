@@ -1,7 +1,10 @@
 """The composition root: reads Settings once and builds the services.
 
-Only entry points (CLI, web server, Socket Mode runner, Celery worker) use it. SDKs are
-imported lazily here, only for the providers that are selected.
+Only entry points (CLI, web server, Socket Mode runner, Celery worker) use it, and nothing
+else reads the settings from the environment: ``build()`` is where that happens. Every
+service is built lazily, at most once per ``Services``, and typed as its port where it has
+one. SDKs are imported lazily here, only for the providers that are selected. The SQL stores
+share one :class:`~adapters.db.Database` (one engine and pool per process).
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ import logging
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
 from sqlalchemy import exc as sa_exc
 
+from adapters.db import Database
 from adapters.settings import Settings
 from bot.access import AccessResolver
 from bot.answering import AnswerService, DeclinePolicy
@@ -34,21 +39,23 @@ from bot.retrieval import RetrievalConfig, Retriever
 from knowledge.pipeline import Ingestor
 
 if TYPE_CHECKING:  # only for annotations: these are imported lazily where they are built
+    from adapters.celery_queue import JobStore
+    from adapters.providers.catalog import KnowledgeCatalog
+    from adapters.providers.review_store import SqlReviewStore
     from adapters.providers.source_store import SqlSourceStore
-    from adapters.providers.verified_store import SqlVerifiedStore
     from adapters.resilience import RetryBudget
-    from bot.ports import IngestQueue
-    from bot.ratelimit import RateLimiter, Throttle
+    from adapters.web.auth import WebAuth
+    from bot.ports import Connector, IngestQueue, RateLimiter, VerifiedStore
+    from bot.ratelimit import Throttle
     from bot.verified import VerifiedRanker, VerifiedService
-    from knowledge.connectors import Connector
     from knowledge.fetch import Fetcher
     from knowledge.sources import Source, Syncer
 
 log = logging.getLogger(__name__)
 
 
-def _secret(value: object) -> str | None:
-    return None if value is None else value.get_secret_value()  # type: ignore[attr-defined]
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 class Services:
@@ -139,16 +146,21 @@ class Services:
         return ResilientReranker(reranker, None, self.retry_budget)
 
     @cached_property
+    def database(self) -> Database:
+        """The one database every SQL store of this process uses (engine made on first use)."""
+        return Database(self.settings.sqlalchemy_url)
+
+    @cached_property
     def document_store(self) -> DocumentStore:
         from adapters.providers.sql_store import SqlDocumentStore
 
-        return SqlDocumentStore(self.settings.sqlalchemy_url)
+        return SqlDocumentStore(self.database)
 
     @cached_property
     def answer_store(self) -> AnswerStore:
         from adapters.providers.sql_store import SqlAnswerStore
 
-        return SqlAnswerStore(self.settings.sqlalchemy_url)
+        return SqlAnswerStore(self.database)
 
     @property
     def _lookup(self) -> ChunkLookup | None:
@@ -235,10 +247,7 @@ class Services:
 
     @cached_property
     def feedback_ranker(self) -> FeedbackRanker:
-        from adapters.providers.sql_store import SqlAnswerStore
-
         store = self.answer_store
-        assert isinstance(store, SqlAnswerStore)
 
         def votes() -> list[VoteRecord]:
             # A database hiccup must not fail the search: rank without votes this time.
@@ -292,7 +301,7 @@ class Services:
     def source_store(self) -> SqlSourceStore:
         from adapters.providers.source_store import SqlSourceStore
 
-        return SqlSourceStore(self.settings.sqlalchemy_url)
+        return SqlSourceStore(self.database)
 
     @cached_property
     def sync_ingestor(self) -> Ingestor:
@@ -336,17 +345,25 @@ class Services:
         )
         return make_connector(source.kind, ctx)
 
+    def _redis_url(self) -> str:
+        url = _secret(self.settings.redis_url)
+        if not url:
+            raise ConfigError("background jobs need REDIS_URL (supportbot serve starts an embedded Redis without it)")
+        return url
+
     @cached_property
     def ingest_queue(self) -> IngestQueue:
         """The IngestQueue port on Celery (tasks sent by name); needs SUPPORTBOT_REDIS_URL."""
         from adapters.celery_queue import CeleryIngestQueue
 
-        url = _secret(self.settings.redis_url)
-        if not url:
-            raise ConfigError("background jobs need REDIS_URL (supportbot serve starts an embedded Redis without it)")
-        return CeleryIngestQueue(url, queue=self.settings.worker_queue)
+        return CeleryIngestQueue(self._redis_url(), queue=self.settings.worker_queue)
 
+    @cached_property
+    def job_store(self) -> JobStore:
+        """Job progress in Redis, as the workers write it; needs SUPPORTBOT_REDIS_URL."""
+        from adapters.celery_queue import JobStore, redis_client
 
+        return JobStore(redis_client(self._redis_url()))
     # --- limits and resilience (issue 8) -----------------------------------------------------------
     @cached_property
     def rate_limiter(self) -> RateLimiter:
@@ -389,10 +406,10 @@ class Services:
 
     # --- verified answers (issue 17) ---------------------------------------------------------------
     @cached_property
-    def verified_store(self) -> SqlVerifiedStore:
+    def verified_store(self) -> VerifiedStore:
         from adapters.providers.verified_store import SqlVerifiedStore
 
-        return SqlVerifiedStore(self.settings.sqlalchemy_url)
+        return SqlVerifiedStore(self.database)
 
     @cached_property
     def verified_ranker(self) -> VerifiedRanker:
@@ -423,6 +440,34 @@ class Services:
         )
 
 
-def build(settings: Settings | None = None) -> Services:
-    """Services for these settings (read from the environment and .env when not given)."""
-    return Services(settings or Settings())
+    # --- the web pages ---------------------------------------------------------------------------------
+    @cached_property
+    def review_store(self) -> SqlReviewStore:
+        """Reviews of answers and the admin page's read-only queries."""
+        from adapters.providers.review_store import SqlReviewStore
+
+        return SqlReviewStore(self.database)
+
+    @cached_property
+    def catalog(self) -> KnowledgeCatalog:
+        """What the bot knows, document by document (the admin page's Knowledge tab)."""
+        from adapters.providers.catalog import KnowledgeCatalog
+
+        return KnowledgeCatalog(self.database)
+
+    @cached_property
+    def web_auth(self) -> WebAuth:
+        """The admin sign-in of the web pages (ConfigError for a too short admin password)."""
+        from adapters.web.auth import SessionRevocations, WebAuth
+
+        return WebAuth(self.settings, SessionRevocations(self.database))
+
+
+def build(settings: Settings | None = None, /, **overrides: Any) -> Services:
+    """Services for these settings; without them, the settings are read here, once, from the
+    environment and .env (``overrides`` replace single settings, by field name)."""
+    if settings is None:
+        settings = Settings(**overrides)
+    elif overrides:
+        settings = settings.model_copy(update=overrides)
+    return Services(settings)
