@@ -91,7 +91,7 @@ class Services:
                 raise ConfigError("SUPPORTBOT_EMBEDDER=openai needs OPENAI_API_KEY")
             # max_retries=0: one retry owner per boundary — ResilientEmbedder on the question
             # path, Celery's autoretry_for in the worker; SDK retries would multiply both.
-            return OpenAIEmbedder(  # type: ignore[no-any-return]
+            return OpenAIEmbedder(
                 openai_client(key, s.openai_base_url, s.provider_timeout_s, max_retries=0),
                 model=s.openai_embedding_model,
             )
@@ -101,7 +101,7 @@ class Services:
         if not key:
             raise ConfigError("SUPPORTBOT_EMBEDDER=cohere needs COHERE_API_KEY")
         # max_retries=0: as above, ResilientEmbedder or Celery owns the retries.
-        return CohereEmbedder(  # type: ignore[no-any-return]
+        return CohereEmbedder(
             cohere_client(key, s.cohere_base_url, s.provider_timeout_s, max_retries=0), model=s.cohere_embed_model
         )
 
@@ -117,7 +117,7 @@ class Services:
         key = _secret(s.pinecone_api_key)
         if not key:
             raise ConfigError("SUPPORTBOT_INDEX=pinecone needs PINECONE_API_KEY")
-        return PineconeIndex(  # type: ignore[no-any-return]
+        return PineconeIndex(
             pinecone_client(key, s.pinecone_host), index_name=s.pinecone_index, namespace=s.pinecone_namespace
         )
 
@@ -131,7 +131,7 @@ class Services:
 
             if s.cross_encoder_dir is None:
                 raise ConfigError("SUPPORTBOT_RERANKER=cross-encoder needs SUPPORTBOT_CROSS_ENCODER_DIR")
-            return OnnxCrossEncoder(s.cross_encoder_dir)  # type: ignore[no-any-return]
+            return OnnxCrossEncoder(s.cross_encoder_dir)
         from adapters.providers.cohere_provider import CohereReranker, cohere_client
 
         key = _secret(s.cohere_api_key)
@@ -201,7 +201,7 @@ class Services:
 
         if s.gguf_path is None:
             raise ConfigError("SUPPORTBOT_GENERATOR=llama-cpp needs SUPPORTBOT_GGUF_PATH")
-        return LlamaCppGenerator(s.gguf_path)  # type: ignore[no-any-return]
+        return LlamaCppGenerator(s.gguf_path)
 
     @cached_property
     def answers(self) -> AnswerService:
@@ -227,7 +227,7 @@ class Services:
         from adapters.providers.openai_provider import OpenAIRewriter, openai_client
 
         key = _secret(s.openai_api_key)
-        return OpenAIRewriter(  # type: ignore[no-any-return]
+        return OpenAIRewriter(
             lambda: openai_client(key or "unused", s.openai_base_url, s.provider_timeout_s), model=s.openai_model
         )
 

@@ -58,14 +58,17 @@ class LlamaCppGenerator:
             return self._llm
         with self._load_lock:
             if self._llm is None:
-                llama = self._llama
-                if llama is None:
+                llama: Callable[..., Any]
+                if self._llama is not None:
+                    llama = self._llama
+                else:
                     try:
-                        from llama_cpp import Llama as llama
+                        from llama_cpp import Llama
                     except ImportError as exc:
                         raise ConfigError(
                             f"the llama-cpp generator needs llama-cpp-python, an optional extra: {INSTALL_HINT}"
                         ) from exc
+                    llama = Llama
                 if self._model_path is None:
                     raise ConfigError(
                         "the llama-cpp generator needs SUPPORTBOT_GGUF_PATH (a .gguf model file)"
