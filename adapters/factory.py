@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # only for annotations: these are imported lazily where they 
     from adapters.providers.review_store import SqlReviewStore
     from adapters.providers.source_store import SqlSourceStore
     from adapters.resilience import RetryBudget
-    from adapters.web.auth import WebAuth
+    from adapters.web.auth import SessionRevocations, WebAuth
     from bot.ports import Connector, IngestQueue, RateLimiter, VerifiedStore
     from bot.ratelimit import Throttle
     from bot.verified import VerifiedRanker, VerifiedService
@@ -456,11 +456,18 @@ class Services:
         return KnowledgeCatalog(self.database)
 
     @cached_property
-    def web_auth(self) -> WebAuth:
-        """The admin sign-in of the web pages (ConfigError for a too short admin password)."""
-        from adapters.web.auth import SessionRevocations, WebAuth
+    def session_revocations(self) -> SessionRevocations:
+        """Signed-out admin sessions, in the database (shared by every web process)."""
+        from adapters.web.auth import SessionRevocations
 
-        return WebAuth(self.settings, SessionRevocations(self.database))
+        return SessionRevocations(self.database)
+
+    def web_auth(self) -> WebAuth:
+        """A new admin sign-in for one web app (its own login throttle; the sign-outs are shared).
+        ConfigError for a too short admin password."""
+        from adapters.web.auth import WebAuth
+
+        return WebAuth(self.settings, self.session_revocations)
 
 
 def build(settings: Settings | None = None, /, **overrides: Any) -> Services:

@@ -88,7 +88,7 @@ def create_app(services: Services) -> FastAPI:
 
         app.include_router(teams_router(services))
 
-    auth = services.web_auth
+    auth = services.web_auth()
     reviews = services.review_store
     app.state.web_auth = auth
     app.state.review_store = reviews
