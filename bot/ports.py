@@ -308,8 +308,7 @@ class DocumentStore(Protocol):
     def rollback_run(self, run_id: str) -> list[tuple[str, StoredVersion | None]]:
         """Forget the versions ``run_id`` made current; return, per document, the version
         that is current again (``None``: the document did not exist before the run). A second
-        call finds nothing left to forget and returns ``[]``. Raises ConfigError for an
-        unknown run."""
+        call (or an unknown run) finds nothing left to forget and returns ``[]``."""
         ...
 
     def pending_renames(self, limit: int) -> list[tuple[str, StoredVersion | None]]:

@@ -90,22 +90,25 @@ def create_app(services: Services) -> Celery:
         task_annotations=task_annotations(settings),
     )
     app.conf.supportbot_services = services
+    global _app
+    with _lock:
+        _app = app  # the process's app from now on: the tasks get their settings from it
     return app
 
 
 _app: Celery | None = None
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 def get_app() -> Celery:
-    """This process's worker app, made on first use from the composition root's settings."""
-    global _app
+    """This process's worker app (the one ``create_app`` made last), made on first use from the
+    composition root's settings when there is none."""
     if _app is None:
         with _lock:
             if _app is None:
                 from adapters.factory import build
 
-                _app = create_app(build())
+                return create_app(build())
     return _app
 
 
