@@ -1,7 +1,10 @@
 """The composition root: reads Settings once and builds the services.
 
-Only entry points (CLI, web server, Socket Mode runner, Celery worker) use it. SDKs are
-imported lazily here, only for the providers that are selected.
+Only entry points (CLI, web server, Socket Mode runner, Celery worker) use it, and nothing
+else reads the settings from the environment: ``build()`` is where that happens. Every
+service is built lazily, at most once per ``Services``, and typed as its port where it has
+one. SDKs are imported lazily here, only for the providers that are selected. The SQL stores
+share one :class:`~adapters.db.Database` (one engine and pool per process).
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
 from sqlalchemy import exc as sa_exc
 
+from adapters.db import Database
 from adapters.settings import Settings
 from bot.access import AccessResolver
 from bot.answering import AnswerService, DeclinePolicy
@@ -37,28 +42,30 @@ from knowledge.pipeline import Ingestor
 if TYPE_CHECKING:  # only for annotations: these are imported lazily where they are built
     from slack_sdk import WebClient
 
+    from adapters.celery_queue import JobStore
+    from adapters.providers.catalog import KnowledgeCatalog
+    from adapters.providers.review_store import SqlReviewStore
     from adapters.providers.source_store import SqlSourceStore
-    from adapters.providers.verified_store import SqlVerifiedStore
     from adapters.resilience import RetryBudget
     from adapters.slack.app import SlackBot, SlackOptions
     from adapters.slack.state import SlackState
     from adapters.teams.activity import Incoming
     from adapters.teams.handler import TeamsBot, TeamsOptions
     from adapters.teams.protocol import ChannelGateway
+    from adapters.web.auth import SessionRevocations, WebAuth
     from bot.conversation import Conversation, JobReporter
-    from bot.ports import IngestQueue, Notifier
-    from bot.ratelimit import RateLimiter, Throttle
+    from bot.ports import Connector, IngestQueue, Notifier, RateLimiter, VerifiedStore
+    from bot.ratelimit import Throttle
     from bot.types import Platform
     from bot.verified import VerifiedRanker, VerifiedService
-    from knowledge.connectors import Connector
     from knowledge.fetch import Fetcher
     from knowledge.sources import Source, Syncer
 
 log = logging.getLogger(__name__)
 
 
-def _secret(value: object) -> str | None:
-    return None if value is None else value.get_secret_value()  # type: ignore[attr-defined]
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 class Services:
@@ -94,7 +101,7 @@ class Services:
                 raise ConfigError("SUPPORTBOT_EMBEDDER=openai needs OPENAI_API_KEY")
             # max_retries=0: one retry owner per boundary — ResilientEmbedder on the question
             # path, Celery's autoretry_for in the worker; SDK retries would multiply both.
-            return OpenAIEmbedder(  # type: ignore[no-any-return]
+            return OpenAIEmbedder(
                 openai_client(key, s.openai_base_url, s.provider_timeout_s, max_retries=0),
                 model=s.openai_embedding_model,
             )
@@ -104,7 +111,7 @@ class Services:
         if not key:
             raise ConfigError("SUPPORTBOT_EMBEDDER=cohere needs COHERE_API_KEY")
         # max_retries=0: as above, ResilientEmbedder or Celery owns the retries.
-        return CohereEmbedder(  # type: ignore[no-any-return]
+        return CohereEmbedder(
             cohere_client(key, s.cohere_base_url, s.provider_timeout_s, max_retries=0), model=s.cohere_embed_model
         )
 
@@ -120,7 +127,7 @@ class Services:
         key = _secret(s.pinecone_api_key)
         if not key:
             raise ConfigError("SUPPORTBOT_INDEX=pinecone needs PINECONE_API_KEY")
-        return PineconeIndex(  # type: ignore[no-any-return]
+        return PineconeIndex(
             pinecone_client(key, s.pinecone_host), index_name=s.pinecone_index, namespace=s.pinecone_namespace
         )
 
@@ -134,7 +141,7 @@ class Services:
 
             if s.cross_encoder_dir is None:
                 raise ConfigError("SUPPORTBOT_RERANKER=cross-encoder needs SUPPORTBOT_CROSS_ENCODER_DIR")
-            return OnnxCrossEncoder(s.cross_encoder_dir)  # type: ignore[no-any-return]
+            return OnnxCrossEncoder(s.cross_encoder_dir)
         from adapters.providers.cohere_provider import CohereReranker, cohere_client
 
         key = _secret(s.cohere_api_key)
@@ -149,16 +156,21 @@ class Services:
         return ResilientReranker(reranker, None, self.retry_budget)
 
     @cached_property
+    def database(self) -> Database:
+        """The one database every SQL store of this process uses (engine made on first use)."""
+        return Database(self.settings.sqlalchemy_url)
+
+    @cached_property
     def document_store(self) -> DocumentStore:
         from adapters.providers.sql_store import SqlDocumentStore
 
-        return SqlDocumentStore(self.settings.sqlalchemy_url)
+        return SqlDocumentStore(self.database)
 
     @cached_property
     def answer_store(self) -> AnswerStore:
         from adapters.providers.sql_store import SqlAnswerStore
 
-        return SqlAnswerStore(self.settings.sqlalchemy_url)
+        return SqlAnswerStore(self.database)
 
     @property
     def _lookup(self) -> ChunkLookup | None:
@@ -199,7 +211,7 @@ class Services:
 
         if s.gguf_path is None:
             raise ConfigError("SUPPORTBOT_GENERATOR=llama-cpp needs SUPPORTBOT_GGUF_PATH")
-        return LlamaCppGenerator(s.gguf_path)  # type: ignore[no-any-return]
+        return LlamaCppGenerator(s.gguf_path)
 
     @cached_property
     def answers(self) -> AnswerService:
@@ -225,7 +237,7 @@ class Services:
         from adapters.providers.openai_provider import OpenAIRewriter, openai_client
 
         key = _secret(s.openai_api_key)
-        return OpenAIRewriter(  # type: ignore[no-any-return]
+        return OpenAIRewriter(
             lambda: openai_client(key or "unused", s.openai_base_url, s.provider_timeout_s), model=s.openai_model
         )
 
@@ -245,10 +257,7 @@ class Services:
 
     @cached_property
     def feedback_ranker(self) -> FeedbackRanker:
-        from adapters.providers.sql_store import SqlAnswerStore
-
         store = self.answer_store
-        assert isinstance(store, SqlAnswerStore)
 
         def votes() -> list[VoteRecord]:
             # A database hiccup must not fail the search: rank without votes this time.
@@ -302,7 +311,7 @@ class Services:
     def source_store(self) -> SqlSourceStore:
         from adapters.providers.source_store import SqlSourceStore
 
-        return SqlSourceStore(self.settings.sqlalchemy_url)
+        return SqlSourceStore(self.database)
 
     @cached_property
     def sync_ingestor(self) -> Ingestor:
@@ -346,17 +355,25 @@ class Services:
         )
         return make_connector(source.kind, ctx)
 
+    def _redis_url(self) -> str:
+        url = _secret(self.settings.redis_url)
+        if not url:
+            raise ConfigError("background jobs need REDIS_URL (supportbot serve starts an embedded Redis without it)")
+        return url
+
     @cached_property
     def ingest_queue(self) -> IngestQueue:
         """The IngestQueue port on Celery (tasks sent by name); needs SUPPORTBOT_REDIS_URL."""
         from adapters.celery_queue import CeleryIngestQueue
 
-        url = _secret(self.settings.redis_url)
-        if not url:
-            raise ConfigError("background jobs need REDIS_URL (supportbot serve starts an embedded Redis without it)")
-        return CeleryIngestQueue(url, queue=self.settings.worker_queue)
+        return CeleryIngestQueue(self._redis_url(), queue=self.settings.worker_queue)
 
+    @cached_property
+    def job_store(self) -> JobStore:
+        """Job progress in Redis, as the workers write it; needs SUPPORTBOT_REDIS_URL."""
+        from adapters.celery_queue import JobStore, redis_client
 
+        return JobStore(redis_client(self._redis_url()))
     # --- limits and resilience (issue 8) -----------------------------------------------------------
     @cached_property
     def rate_limiter(self) -> RateLimiter:
@@ -399,10 +416,10 @@ class Services:
 
     # --- verified answers (issue 17) ---------------------------------------------------------------
     @cached_property
-    def verified_store(self) -> SqlVerifiedStore:
+    def verified_store(self) -> VerifiedStore:
         from adapters.providers.verified_store import SqlVerifiedStore
 
-        return SqlVerifiedStore(self.settings.sqlalchemy_url)
+        return SqlVerifiedStore(self.database)
 
     @cached_property
     def verified_ranker(self) -> VerifiedRanker:
@@ -568,7 +585,41 @@ class Services:
 
         return JobReporter(self.notifier, progress_every_s=self.settings.job_progress_every_s)
 
+    # --- the web pages ---------------------------------------------------------------------------------
+    @cached_property
+    def review_store(self) -> SqlReviewStore:
+        """Reviews of answers and the admin page's read-only queries."""
+        from adapters.providers.review_store import SqlReviewStore
 
-def build(settings: Settings | None = None) -> Services:
-    """Services for these settings (read from the environment and .env when not given)."""
-    return Services(settings or Settings())
+        return SqlReviewStore(self.database)
+
+    @cached_property
+    def catalog(self) -> KnowledgeCatalog:
+        """What the bot knows, document by document (the admin page's Knowledge tab)."""
+        from adapters.providers.catalog import KnowledgeCatalog
+
+        return KnowledgeCatalog(self.database)
+
+    @cached_property
+    def session_revocations(self) -> SessionRevocations:
+        """Signed-out admin sessions, in the database (shared by every web process)."""
+        from adapters.web.auth import SessionRevocations
+
+        return SessionRevocations(self.database)
+
+    def web_auth(self) -> WebAuth:
+        """A new admin sign-in for one web app (its own login throttle; the sign-outs are shared).
+        ConfigError for a too short admin password."""
+        from adapters.web.auth import WebAuth
+
+        return WebAuth(self.settings, self.session_revocations)
+
+
+def build(settings: Settings | None = None, /, **overrides: Any) -> Services:
+    """Services for these settings; without them, the settings are read here, once, from the
+    environment and .env (``overrides`` replace single settings, by field name)."""
+    if settings is None:
+        settings = Settings(**overrides)
+    elif overrides:
+        settings = settings.model_copy(update=overrides)
+    return Services(settings)

@@ -61,6 +61,9 @@ class MemoryQueue:
         self.jobs += 1
         return f"job-{self.jobs}"
 
+    def enqueue_sync(self, source: str, requested_by: str = "", notify: Mapping[str, str] | None = None) -> str:
+        return self.enqueue_ingest(source, requested_by, notify or {})
+
     def status(self, job_id: str) -> JobStatus:
         return JobStatus(job_id, "done", summary="added 0, changed 0, unchanged 1, removed 0, failed 0")
 

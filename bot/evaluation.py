@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.answering import AnswerService
+from bot.identity import corpus_id
+from bot.text import content_words
 from bot.types import Answer, Decision, Question, ScoredChunk, Turn
-from knowledge.identity import corpus_id
-from knowledge.text import content_words
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ class Chunk:
     content_hash: str
     updated_at: datetime | None = None
     access: tuple[str, ...] = (PUBLIC,)
-    # The document's SimHash (knowledge/fingerprint.py): near-identical documents are cited once.
+    # The document's SimHash (bot/fingerprint.py): near-identical documents are cited once.
     fingerprint: str = ""
 
     @property

@@ -203,6 +203,9 @@ class Queue:
     def enqueue_ingest(self, target: str, requested_by: str, notify: Any) -> str:
         return "job-1"
 
+    def enqueue_sync(self, source: str, requested_by: str = "", notify: Any = None) -> str:
+        return self.enqueue_ingest(source, requested_by, notify or {})
+
     def status(self, job_id: str) -> Any:
         from bot.ports import JobStatus
 

@@ -124,6 +124,9 @@ class ScriptedQueue:
         self.jobs.append((target, requested_by, dict(notify)))
         return "job-1"
 
+    def enqueue_sync(self, source: str, requested_by: str = "", notify: Mapping[str, str] | None = None) -> str:
+        return self.enqueue_ingest(source, requested_by, notify or {})
+
     def status(self, job_id: str) -> JobStatus:
         status = self.script[min(self._reads, len(self.script) - 1)]
         self._reads += 1

@@ -107,6 +107,9 @@ class Queue:
         self.enqueued.append(target)
         return f"job-{len(self.enqueued)}"
 
+    def enqueue_sync(self, source: str, requested_by: str = "", notify: Mapping[str, str] | None = None) -> str:
+        return self.enqueue_ingest(source, requested_by, notify or {})
+
     def status(self, job_id: str) -> JobStatus:
         return JobStatus(job_id, "done", summary="ok")
 
