@@ -8,11 +8,13 @@ worker in tests/test_workers.py."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from adapters.db import Database
 from adapters.providers.llama_cpp_generator import LlamaCppGenerator
@@ -70,6 +72,13 @@ from tests.contracts import (
 from tests.fakes.openai_server import default_reply
 
 _EMBEDDER = OnnxEmbedder()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _collect_at_the_end() -> Iterator[None]:
+    # Free this module's garbage (indexes, databases, clients) here, not during a later module's test.
+    yield
+    gc.collect()
 
 
 def no_sleep(_: float) -> None:
@@ -302,10 +311,13 @@ class TestFolderConnector(ConnectorContract):
 
 
 @pytest.fixture(params=["memory", "redis"])
-def limiter(request: pytest.FixtureRequest) -> RateLimiter:
+def limiter(request: pytest.FixtureRequest) -> Iterator[RateLimiter]:
     if request.param == "memory":
-        return MemoryRateLimiter()
-    return RedisRateLimiter(request.getfixturevalue("redis_url"))
+        yield MemoryRateLimiter()
+        return
+    client = redis.Redis.from_url(request.getfixturevalue("redis_url"), socket_timeout=5)
+    yield RedisRateLimiter(redis_client=client)
+    client.close()
 
 
 class TestRateLimiters(RateLimiterContract):
