@@ -396,7 +396,7 @@ def test_no_secret_appears_in_logs_errors_traces_or_pages(
                 index="pinecone", pinecone_host=pc.url, pinecone_api_key=SECRETS["pinecone_api_key"],
                 reranker="cohere", cohere_base_url=co.url, cohere_api_key=SECRETS["cohere_api_key"],
                 generator="openai", openai_base_url=oai.url + "/v1", openai_api_key=SECRETS["openai_api_key"],
-                provider_timeout_s=1.0, provider_retry_budget_s=0.5,
+                provider_timeout_s=1.0, provider_retry_budget_s=2.0,
                 slack_bot_token=SECRETS["slack_bot_token"], slack_signing_secret=SECRETS["slack_signing_secret"],
                 slack_api_url=slack.api_url,
                 microsoft_app_id="00000000-1111-2222-3333-444444444444",
