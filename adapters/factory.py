@@ -12,36 +12,36 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import exc as sa_exc
-
 from adapters.settings import Settings
-from bot.access import AccessResolver
-from bot.answering import AnswerService, DeclinePolicy
 from bot.errors import ConfigError, ProviderError
-from bot.extractive import ExtractiveGenerator
-from bot.feedback import FeedbackConfig, FeedbackRanker, VoteRecord
-from bot.ports import (
-    AnswerStore,
-    ChunkIndex,
-    ChunkLookup,
-    DocumentStore,
-    Embedder,
-    Generator,
-    QueryRewriter,
-    Reranker,
-)
-from bot.retrieval import RetrievalConfig, Retriever
-from knowledge.pipeline import Ingestor
 
-if TYPE_CHECKING:  # only for annotations: these are imported lazily where they are built
+# Everything else is imported where it is built: a command loads only what it uses (an
+# unchanged re-ingest never loads the answering core).
+if TYPE_CHECKING:  # only for annotations
+    from adapters.providers.onnx_embedder import OnnxEmbedder
     from adapters.providers.source_store import SqlSourceStore
     from adapters.providers.verified_store import SqlVerifiedStore
     from adapters.resilience import RetryBudget
-    from bot.ports import IngestQueue
+    from bot.access import AccessResolver
+    from bot.answering import AnswerService, DeclinePolicy
+    from bot.feedback import FeedbackRanker, VoteRecord
+    from bot.ports import (
+        AnswerStore,
+        ChunkIndex,
+        ChunkLookup,
+        DocumentStore,
+        Embedder,
+        Generator,
+        IngestQueue,
+        QueryRewriter,
+        Reranker,
+    )
     from bot.ratelimit import RateLimiter, Throttle
+    from bot.retrieval import Retriever
     from bot.verified import VerifiedRanker, VerifiedService
     from knowledge.connectors import Connector
     from knowledge.fetch import Fetcher
+    from knowledge.pipeline import Ingestor
     from knowledge.sources import Source, Syncer
 
 log = logging.getLogger(__name__)
@@ -63,19 +63,26 @@ class Services:
         return self.settings.data_dir
 
     @cached_property
+    def onnx_embedder(self) -> OnnxEmbedder:
+        """The offline embedder as configured (what ``embedder`` is with SUPPORTBOT_EMBEDDER=onnx),
+        typed as itself: entry points prepare (worker) or preload (CLI) its model."""
+        from adapters.providers.onnx_embedder import OnnxEmbedder
+
+        s = self.settings
+        return OnnxEmbedder(
+            s.onnx_model_dir,
+            pooling=s.onnx_pooling,
+            max_length=s.onnx_max_length,
+            threads=s.onnx_threads,
+            quantize=s.onnx_int8,
+            cache_dir=s.data_dir / "models",
+        )
+
+    @cached_property
     def embedder(self) -> Embedder:
         s = self.settings
         if s.embedder == "onnx":
-            from adapters.providers.onnx_embedder import OnnxEmbedder
-
-            return OnnxEmbedder(
-                s.onnx_model_dir,
-                pooling=s.onnx_pooling,
-                max_length=s.onnx_max_length,
-                threads=s.onnx_threads,
-                quantize=s.onnx_int8,
-                cache_dir=s.data_dir / "models",
-            )
+            return self.onnx_embedder
         if s.embedder == "openai":
             from adapters.providers.openai_provider import OpenAIEmbedder, openai_client
 
@@ -153,6 +160,8 @@ class Services:
     @property
     def _lookup(self) -> ChunkLookup | None:
         """The index, when it can return chunks by id (the extractive answerer reads past a chunk boundary)."""
+        from bot.ports import ChunkLookup
+
         return self.index if isinstance(self.index, ChunkLookup) else None
 
     @property
@@ -168,6 +177,8 @@ class Services:
         s = self.settings
         kind = self.generator_kind
         if kind == "extractive":
+            from bot.extractive import ExtractiveGenerator
+
             return ExtractiveGenerator(lookup=self._lookup)
         if kind == "openai":
             from adapters.providers.openai_provider import OpenAIGenerator, openai_client
@@ -193,6 +204,8 @@ class Services:
 
     @cached_property
     def answers(self) -> AnswerService:
+        from bot.answering import AnswerService
+        from bot.extractive import ExtractiveGenerator
         from bot.verified import VerifiedFirst
 
         fallback = None if isinstance(self.generator, ExtractiveGenerator) else ExtractiveGenerator(lookup=self._lookup)
@@ -227,6 +240,8 @@ class Services:
 
     @cached_property
     def access(self) -> AccessResolver:
+        from bot.access import AccessResolver
+
         s = self.settings
         return AccessResolver(
             {k: frozenset(v) for k, v in s.access_channel_groups.items()},
@@ -236,11 +251,14 @@ class Services:
     @cached_property
     def feedback_ranker(self) -> FeedbackRanker:
         from adapters.providers.sql_store import SqlAnswerStore
+        from bot.feedback import FeedbackConfig, FeedbackRanker
 
         store = self.answer_store
         assert isinstance(store, SqlAnswerStore)
 
         def votes() -> list[VoteRecord]:
+            from sqlalchemy import exc as sa_exc  # here: a command that ranks nothing never loads SQLAlchemy
+
             # A database hiccup must not fail the search: rank without votes this time.
             try:
                 return store.vote_records()
@@ -252,8 +270,10 @@ class Services:
 
     @cached_property
     def retriever(self) -> Retriever:
-        config = replace(RetrievalConfig(), candidates=self.settings.candidates)
         from adapters.resilience import ResilientEmbedder, resilient_index
+        from bot.retrieval import RetrievalConfig, Retriever
+
+        config = replace(RetrievalConfig(), candidates=self.settings.candidates)
 
         # Query-path reads are retried within the budget; ingest writes go to the raw providers.
         # A remote index's reads are also bounded by it: Pinecone's REST data plane retries 5xx
@@ -269,6 +289,8 @@ class Services:
 
     @cached_property
     def ingestor(self) -> Ingestor:
+        from knowledge.pipeline import Ingestor
+
         s = self.settings
         return Ingestor(
             self.embedder, self.index, self.document_store, chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap
@@ -297,6 +319,8 @@ class Services:
     @cached_property
     def sync_ingestor(self) -> Ingestor:
         """An Ingestor whose runs can be resumed under the same run id (what syncs use)."""
+        from knowledge.pipeline import Ingestor
+
         s = self.settings
         return Ingestor(
             self.embedder,
