@@ -218,6 +218,19 @@ class Ingestor:
             run_id,
         )
 
+    def remove_source(self, source: str) -> list[str]:
+        """Remove every live document of ``source`` from the index in one run (``rollback``
+        brings them back); returns their ids. Idempotent: a second call removes nothing."""
+        run_id = uuid.uuid4().hex
+        self.store.start_run(run_id, source)
+        removed = []
+        for doc_id, state in self.store.states(source).items():
+            if not state.deleted:
+                self.remove(doc_id, source, run_id, state)
+                removed.append(doc_id)
+        self.store.finish_run(run_id, f"removed source {source}: {len(removed)} documents")
+        return removed
+
     def _write(self, pending: list[_Pending], vectors: Matrix, tally: _Tally, run_id: str, note: Progress) -> None:
         tally.embedded += len(vectors)
         if tally.progress is not None:
