@@ -10,15 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.types import Answer, Chunk, Feedback, ScoredChunk, SearchFilters, Turn
 
-Vector = npt.NDArray[np.float32]
-Matrix = npt.NDArray[np.float32]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Vector = npt.NDArray[np.float32]
+    Matrix = npt.NDArray[np.float32]
+
+
+def __getattr__(name: str) -> Any:
+    """``Vector`` and ``Matrix`` at run time, numpy imported on first use: a command that
+    handles no vectors (an unchanged re-ingest) never loads it."""
+    if name in ("Vector", "Matrix"):
+        import numpy as np
+        import numpy.typing as npt
+
+        return npt.NDArray[np.float32]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @runtime_checkable

@@ -26,10 +26,13 @@ runpy.run_module("adapters.cli", run_name="__main__", alter_sys=True)
 
 # Never needed to print help, and expensive to import (they dominate a cold start).
 HEAVY = {"sqlalchemy", "numpy", "onnxruntime", "tokenizers", "pydantic_settings"}
-# The answering core and the embedding runtime: an unchanged re-ingest embeds nothing.
+# The answering core, the embedding runtime and numpy: an unchanged re-ingest embeds nothing,
+# searches nothing and writes no vector (and a Markdown file without front matter needs no YAML).
 NOT_FOR_UNCHANGED_INGEST = {
+    "numpy",
     "onnxruntime",
     "tokenizers",
+    "yaml",
     "bot.answering",
     "bot.retrieval",
     "bot.calibration",

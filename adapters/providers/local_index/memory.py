@@ -1,4 +1,5 @@
-"""The façade: :class:`LocalIndex`, the ChunkIndex on one SQLite file with in-memory search.
+"""The loaded index: SQLite connections and the in-memory matrix and postings (built by the
+:class:`~adapters.providers.local_index.index.LocalIndex` façade on its first call).
 
 Each process keeps the matrix and an inverted index in memory and catches up from the
 file's change log before every search, so a worker writing and a web process reading stay
@@ -32,32 +33,10 @@ from bot.types import Chunk, ScoredChunk, SearchFilters
 from knowledge.text import content_words
 
 
-class LocalIndex:
-    """Embedded index in ``<data_dir>/index.sqlite`` (ChunkIndex protocol)."""
+class LoadedIndex:
+    """The index in the SQLite file ``path``, loaded into memory (see LocalIndex for the options)."""
 
-    name = "local"
-
-    # Dense search: exact below APPROX_MIN_ROWS live-or-deleted positions; from there on a
-    # sign-bit prefilter keeps max(RESCORE, RESCORE_PER_K * k) candidates for exact rescoring.
-    APPROX_MIN_ROWS = 20_000
-    RESCORE = 4_000
-    RESCORE_PER_K = 80
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        approx_min_rows: int = APPROX_MIN_ROWS,
-        rescore: int = RESCORE,
-        rescore_per_k: int = RESCORE_PER_K,
-    ) -> None:
-        """An index in the SQLite file ``path``.
-
-        ``approx_min_rows``: from this many matrix positions on, ``dense_search`` prefilters by
-        sign bits and rescores ``max(rescore, rescore_per_k * k)`` candidates exactly; below it
-        (all evaluation sets, 1-4k chunks) it is the exact product. At 100k x 384 the
-        prefiltered search is ~2x faster with the same top 8 (docs/measurements.md).
-        """
+    def __init__(self, path: Path, *, approx_min_rows: int, rescore: int, rescore_per_k: int) -> None:
         self._path = path
         self._approx_min_rows = approx_min_rows
         self._rescore = rescore
