@@ -14,6 +14,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from bot.errors import ProviderUnavailable
+
 metadata = sa.MetaData()
 
 ingest_runs = sa.Table(
@@ -249,3 +251,42 @@ verified_answers = sa.Table(
     sa.Column("review_by", sa.DateTime(timezone=True)),
     sa.Column("removed", sa.Boolean, nullable=False, default=False),
 )
+
+
+class Database:
+    """One database: its engine, made and migrated on first use, shared by every SQL store of a
+    process (one connection pool, one migration check). No I/O in the constructor.
+
+    ``engine`` raises ProviderUnavailable when the database cannot be reached.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: sa.Engine | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    engine = make_engine(self.url)
+                    try:
+                        migrate(engine)
+                    except sa.exc.OperationalError as exc:
+                        raise ProviderUnavailable(f"database unavailable: {type(exc.orig).__name__}") from None
+                    self._engine = engine
+        return self._engine
+
+
+class SqlStore:
+    """Base of the SQL stores: built from a URL (a database of its own) or a shared
+    :class:`Database` (what the composition root passes)."""
+
+    def __init__(self, db: str | Database) -> None:
+        self.db = db if isinstance(db, Database) else Database(db)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The engine (migrated on first use); ProviderUnavailable when the database is down."""
+        return self.db.engine

@@ -1,16 +1,22 @@
 """The composition root: reads Settings once and builds the services.
 
-Only entry points (CLI, web server, Socket Mode runner, Celery worker) use it. SDKs are
-imported lazily here, only for the providers that are selected.
+Only entry points (CLI, web server, Socket Mode runner, Celery worker) use it, and nothing
+else reads the settings from the environment: ``build()`` is where that happens. Every
+service is built lazily, at most once per ``Services``, and typed as its port where it has
+one. SDKs are imported lazily here, only for the providers that are selected. The SQL stores
+share one :class:`~adapters.db.Database` (one engine and pool per process).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
 
 from adapters.settings import Settings
 from bot.errors import ConfigError, ProviderError
@@ -18,28 +24,44 @@ from bot.errors import ConfigError, ProviderError
 # Everything else is imported where it is built: a command loads only what it uses (an
 # unchanged re-ingest never loads the answering core).
 if TYPE_CHECKING:  # only for annotations
+    from slack_sdk import WebClient
+
+    from adapters.celery_queue import JobStore
+    from adapters.db import Database
+    from adapters.providers.catalog import KnowledgeCatalog
     from adapters.providers.onnx_embedder import OnnxEmbedder
+    from adapters.providers.review_store import SqlReviewStore
     from adapters.providers.source_store import SqlSourceStore
-    from adapters.providers.verified_store import SqlVerifiedStore
     from adapters.resilience import RetryBudget
+    from adapters.slack.app import SlackBot, SlackOptions
+    from adapters.slack.state import SlackState
+    from adapters.teams.activity import Incoming
+    from adapters.teams.handler import TeamsBot, TeamsOptions
+    from adapters.teams.protocol import ChannelGateway
+    from adapters.web.auth import SessionRevocations, WebAuth
     from bot.access import AccessResolver
     from bot.answering import AnswerService, DeclinePolicy
+    from bot.conversation import Conversation, JobReporter
     from bot.feedback import FeedbackRanker, VoteRecord
     from bot.ports import (
         AnswerStore,
         ChunkIndex,
         ChunkLookup,
+        Connector,
         DocumentStore,
         Embedder,
         Generator,
         IngestQueue,
+        Notifier,
         QueryRewriter,
+        RateLimiter,
         Reranker,
+        VerifiedStore,
     )
-    from bot.ratelimit import RateLimiter, Throttle
+    from bot.ratelimit import Throttle
     from bot.retrieval import Retriever
+    from bot.types import Platform
     from bot.verified import VerifiedRanker, VerifiedService
-    from knowledge.connectors import Connector
     from knowledge.fetch import Fetcher
     from knowledge.pipeline import Ingestor
     from knowledge.sources import Source, Syncer
@@ -47,8 +69,8 @@ if TYPE_CHECKING:  # only for annotations
 log = logging.getLogger(__name__)
 
 
-def _secret(value: object) -> str | None:
-    return None if value is None else value.get_secret_value()  # type: ignore[attr-defined]
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 class Services:
@@ -91,7 +113,7 @@ class Services:
                 raise ConfigError("SUPPORTBOT_EMBEDDER=openai needs OPENAI_API_KEY")
             # max_retries=0: one retry owner per boundary — ResilientEmbedder on the question
             # path, Celery's autoretry_for in the worker; SDK retries would multiply both.
-            return OpenAIEmbedder(  # type: ignore[no-any-return]
+            return OpenAIEmbedder(
                 openai_client(key, s.openai_base_url, s.provider_timeout_s, max_retries=0),
                 model=s.openai_embedding_model,
             )
@@ -101,7 +123,7 @@ class Services:
         if not key:
             raise ConfigError("SUPPORTBOT_EMBEDDER=cohere needs COHERE_API_KEY")
         # max_retries=0: as above, ResilientEmbedder or Celery owns the retries.
-        return CohereEmbedder(  # type: ignore[no-any-return]
+        return CohereEmbedder(
             cohere_client(key, s.cohere_base_url, s.provider_timeout_s, max_retries=0), model=s.cohere_embed_model
         )
 
@@ -117,7 +139,7 @@ class Services:
         key = _secret(s.pinecone_api_key)
         if not key:
             raise ConfigError("SUPPORTBOT_INDEX=pinecone needs PINECONE_API_KEY")
-        return PineconeIndex(  # type: ignore[no-any-return]
+        return PineconeIndex(
             pinecone_client(key, s.pinecone_host), index_name=s.pinecone_index, namespace=s.pinecone_namespace
         )
 
@@ -131,7 +153,7 @@ class Services:
 
             if s.cross_encoder_dir is None:
                 raise ConfigError("SUPPORTBOT_RERANKER=cross-encoder needs SUPPORTBOT_CROSS_ENCODER_DIR")
-            return OnnxCrossEncoder(s.cross_encoder_dir)  # type: ignore[no-any-return]
+            return OnnxCrossEncoder(s.cross_encoder_dir)
         from adapters.providers.cohere_provider import CohereReranker, cohere_client
 
         key = _secret(s.cohere_api_key)
@@ -146,16 +168,23 @@ class Services:
         return ResilientReranker(reranker, None, self.retry_budget)
 
     @cached_property
+    def database(self) -> Database:
+        """The one database every SQL store of this process uses (engine made on first use)."""
+        from adapters.db import Database
+
+        return Database(self.settings.sqlalchemy_url)
+
+    @cached_property
     def document_store(self) -> DocumentStore:
         from adapters.providers.sql_store import SqlDocumentStore
 
-        return SqlDocumentStore(self.settings.sqlalchemy_url)
+        return SqlDocumentStore(self.database)
 
     @cached_property
     def answer_store(self) -> AnswerStore:
         from adapters.providers.sql_store import SqlAnswerStore
 
-        return SqlAnswerStore(self.settings.sqlalchemy_url)
+        return SqlAnswerStore(self.database)
 
     @property
     def _lookup(self) -> ChunkLookup | None:
@@ -200,7 +229,7 @@ class Services:
 
         if s.gguf_path is None:
             raise ConfigError("SUPPORTBOT_GENERATOR=llama-cpp needs SUPPORTBOT_GGUF_PATH")
-        return LlamaCppGenerator(s.gguf_path)  # type: ignore[no-any-return]
+        return LlamaCppGenerator(s.gguf_path)
 
     @cached_property
     def answers(self) -> AnswerService:
@@ -228,7 +257,7 @@ class Services:
         from adapters.providers.openai_provider import OpenAIRewriter, openai_client
 
         key = _secret(s.openai_api_key)
-        return OpenAIRewriter(  # type: ignore[no-any-return]
+        return OpenAIRewriter(
             lambda: openai_client(key or "unused", s.openai_base_url, s.provider_timeout_s), model=s.openai_model
         )
 
@@ -250,11 +279,9 @@ class Services:
 
     @cached_property
     def feedback_ranker(self) -> FeedbackRanker:
-        from adapters.providers.sql_store import SqlAnswerStore
         from bot.feedback import FeedbackConfig, FeedbackRanker
 
         store = self.answer_store
-        assert isinstance(store, SqlAnswerStore)
 
         def votes() -> list[VoteRecord]:
             from sqlalchemy import exc as sa_exc  # here: a command that ranks nothing never loads SQLAlchemy
@@ -314,7 +341,7 @@ class Services:
     def source_store(self) -> SqlSourceStore:
         from adapters.providers.source_store import SqlSourceStore
 
-        return SqlSourceStore(self.settings.sqlalchemy_url)
+        return SqlSourceStore(self.database)
 
     @cached_property
     def sync_ingestor(self) -> Ingestor:
@@ -360,17 +387,25 @@ class Services:
         )
         return make_connector(source.kind, ctx)
 
+    def _redis_url(self) -> str:
+        url = _secret(self.settings.redis_url)
+        if not url:
+            raise ConfigError("background jobs need REDIS_URL (supportbot serve starts an embedded Redis without it)")
+        return url
+
     @cached_property
     def ingest_queue(self) -> IngestQueue:
         """The IngestQueue port on Celery (tasks sent by name); needs SUPPORTBOT_REDIS_URL."""
         from adapters.celery_queue import CeleryIngestQueue
 
-        url = _secret(self.settings.redis_url)
-        if not url:
-            raise ConfigError("background jobs need REDIS_URL (supportbot serve starts an embedded Redis without it)")
-        return CeleryIngestQueue(url, queue=self.settings.worker_queue)
+        return CeleryIngestQueue(self._redis_url(), queue=self.settings.worker_queue)
 
+    @cached_property
+    def job_store(self) -> JobStore:
+        """Job progress in Redis, as the workers write it; needs SUPPORTBOT_REDIS_URL."""
+        from adapters.celery_queue import JobStore, redis_client
 
+        return JobStore(redis_client(self._redis_url()))
     # --- limits and resilience (issue 8) -----------------------------------------------------------
     @cached_property
     def rate_limiter(self) -> RateLimiter:
@@ -413,10 +448,10 @@ class Services:
 
     # --- verified answers (issue 17) ---------------------------------------------------------------
     @cached_property
-    def verified_store(self) -> SqlVerifiedStore:
+    def verified_store(self) -> VerifiedStore:
         from adapters.providers.verified_store import SqlVerifiedStore
 
-        return SqlVerifiedStore(self.settings.sqlalchemy_url)
+        return SqlVerifiedStore(self.database)
 
     @cached_property
     def verified_ranker(self) -> VerifiedRanker:
@@ -447,6 +482,176 @@ class Services:
         )
 
 
-def build(settings: Settings | None = None) -> Services:
-    """Services for these settings (read from the environment and .env when not given)."""
-    return Services(settings or Settings())
+    # --- chat: the conversation core and the Slack and Teams bots (issue 15) ------------------------
+    def conversation(
+        self,
+        *,
+        answers: AnswerService | None = None,
+        ingest_queue: IngestQueue | Callable[[], IngestQueue] | None = None,
+    ) -> Conversation:
+        """The conversation core both chat adapters call. The ingest queue defaults to this
+        root's Celery queue, looked up at the first ingest (it needs Redis; without it the bot
+        still answers and ``ingest`` says it is unavailable)."""
+        from bot.conversation import Conversation
+        from bot.types import Platform
+
+        s = self.settings
+        return Conversation(
+            answers or self.answers,
+            self.access,
+            admins={Platform.SLACK: s.slack_admins, Platform.TEAMS: s.teams_admins},
+            throttle=self.throttle,
+            ingest_queue=ingest_queue or (lambda: self.ingest_queue),
+        )
+
+    @cached_property
+    def slack_client(self) -> WebClient:
+        """The Slack WebClient (bot token, the configured API URL, 429s waited out)."""
+        from adapters.slack.app import make_client
+
+        token = _secret(self.settings.slack_bot_token)
+        if not token:
+            raise ConfigError("Slack needs SLACK_BOT_TOKEN")
+        return make_client(token, self.settings.slack_api_url)
+
+    def slack_bot(
+        self,
+        *,
+        socket_mode: bool = False,
+        answers: AnswerService | None = None,
+        client: WebClient | None = None,
+        state: SlackState | None = None,
+        ingest_queue: IngestQueue | Callable[[], IngestQueue] | None = None,
+        options: SlackOptions | None = None,
+        directory: Callable[[str], frozenset[str]] | None = None,
+    ) -> SlackBot:
+        """The Slack bot for these settings; each collaborator may be injected instead (tests, bench)."""
+        from adapters.slack.app import SlackBot, SlackOptions
+        from adapters.slack.state import SlackState
+
+        s = self.settings
+        client = client or self.slack_client
+        if not socket_mode and s.slack_signing_secret is None:
+            raise ConfigError("Slack HTTP mode needs SLACK_SIGNING_SECRET")
+        if directory is None and s.slack_usergroup_groups:
+            from adapters.slack.directory import SlackUserGroups
+
+            directory = SlackUserGroups(client, s.slack_usergroup_groups)
+        options = options or SlackOptions()
+        options = replace(options, socket_mode=socket_mode, admin_group=options.admin_group or s.slack_admin_group)
+        return SlackBot(
+            self.conversation(answers=answers, ingest_queue=ingest_queue),
+            client,
+            state or SlackState(_secret(s.redis_url)),
+            signing_secret=_secret(s.slack_signing_secret),
+            options=options,
+            directory=directory,
+            verified=self.verified,
+        )
+
+    @cached_property
+    def teams_gateway(self) -> ChannelGateway:
+        """The Bot Framework gateway (the one botbuilder import site), checked at start-up."""
+        from adapters.teams.botframework import BotFrameworkConfig, BotFrameworkGateway
+
+        s = self.settings
+        password = _secret(s.microsoft_app_password) or ""
+        # Checked here so a misconfigured bot fails at start-up, not with a 500 on each request.
+        if s.microsoft_app_id and s.microsoft_app_type != "UserAssignedMSI" and not password:
+            raise ConfigError("MicrosoftAppId is set but MicrosoftAppPassword is not")
+        if s.microsoft_app_type in ("SingleTenant", "UserAssignedMSI") and s.microsoft_app_id and not s.microsoft_app_tenant_id:
+            raise ConfigError(f"MicrosoftAppType={s.microsoft_app_type} needs MicrosoftAppTenantId")
+        return BotFrameworkGateway(
+            BotFrameworkConfig(
+                app_id=s.microsoft_app_id,
+                app_password=password,
+                tenant_id=s.microsoft_app_tenant_id,
+                app_type=s.microsoft_app_type,
+            )
+        )
+
+    def teams_bot(
+        self,
+        gateway: ChannelGateway | None = None,
+        *,
+        answers: AnswerService | None = None,
+        ingest_queue: IngestQueue | Callable[[], IngestQueue] | None = None,
+        options: TeamsOptions | None = None,
+        directory: Callable[[Incoming], frozenset[str]] | None = None,
+    ) -> TeamsBot:
+        """The Teams bot over ``gateway`` (default: :attr:`teams_gateway`)."""
+        from adapters.teams.handler import TeamsBot
+
+        if directory is None and self.settings.teams_aad_groups:
+            from adapters.teams.directory import directory_for
+
+            directory = directory_for(self.settings)
+        return TeamsBot(
+            self.conversation(answers=answers, ingest_queue=ingest_queue),
+            gateway or self.teams_gateway,
+            options=options,
+            directory=directory,
+            verified=self.verified,
+        )
+
+    def notifier(self, platform: Platform) -> Notifier | None:
+        """Where the worker posts job progress for a platform; ``None`` when it is not configured."""
+        from bot.types import Platform
+
+        if platform == Platform.SLACK:
+            if self.settings.slack_bot_token is None:
+                return None
+            from adapters.slack.notify import SlackNotifier
+
+            return SlackNotifier(self.slack_client)
+        if platform == Platform.TEAMS:
+            from adapters.teams.notify import TeamsNotifier
+
+            return TeamsNotifier(self.teams_gateway)
+        return None
+
+    @cached_property
+    def job_reporter(self) -> JobReporter:
+        """What the worker calls as a job advances or ends: notes in the chat it came from."""
+        from bot.conversation import JobReporter
+
+        return JobReporter(self.notifier, progress_every_s=self.settings.job_progress_every_s)
+
+    # --- the web pages ---------------------------------------------------------------------------------
+    @cached_property
+    def review_store(self) -> SqlReviewStore:
+        """Reviews of answers and the admin page's read-only queries."""
+        from adapters.providers.review_store import SqlReviewStore
+
+        return SqlReviewStore(self.database)
+
+    @cached_property
+    def catalog(self) -> KnowledgeCatalog:
+        """What the bot knows, document by document (the admin page's Knowledge tab)."""
+        from adapters.providers.catalog import KnowledgeCatalog
+
+        return KnowledgeCatalog(self.database)
+
+    @cached_property
+    def session_revocations(self) -> SessionRevocations:
+        """Signed-out admin sessions, in the database (shared by every web process)."""
+        from adapters.web.auth import SessionRevocations
+
+        return SessionRevocations(self.database)
+
+    def web_auth(self) -> WebAuth:
+        """A new admin sign-in for one web app (its own login throttle; the sign-outs are shared).
+        ConfigError for a too short admin password."""
+        from adapters.web.auth import WebAuth
+
+        return WebAuth(self.settings, self.session_revocations)
+
+
+def build(settings: Settings | None = None, /, **overrides: Any) -> Services:
+    """Services for these settings; without them, the settings are read here, once, from the
+    environment and .env (``overrides`` replace single settings, by field name)."""
+    if settings is None:
+        settings = Settings(**overrides)
+    elif overrides:
+        settings = settings.model_copy(update=overrides)
+    return Services(settings)

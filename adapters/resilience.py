@@ -40,6 +40,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from bot.errors import ProviderError, ProviderRejected, ProviderUnavailable
+from bot.feedback import VoteRecord
 from bot.ports import (
     AnswerStore,
     ChunkIndex,
@@ -49,9 +50,9 @@ from bot.ports import (
     Generator,
     Matrix,
     Reranker,
+    ScoringIndex,
     Vector,
 )
-from bot.retrieval import CandidateScorer
 from bot.threads import process_pool
 from bot.types import Answer, Chunk, Feedback, Platform, ScoredChunk, SearchFilters, Vote
 
@@ -200,8 +201,8 @@ class ResilientScoringIndex(ResilientIndex):
     """A ResilientIndex over an index that also scores given candidates (the local index):
     ``vectors`` and ``keyword_scores`` are retried like the searches."""
 
-    def __init__(self, inner: CandidateScorer, retry: RetryBudget | None = None, *, bounded: bool = False) -> None:
-        super().__init__(inner, retry, bounded=bounded)  # type: ignore[arg-type]
+    def __init__(self, inner: ScoringIndex, retry: RetryBudget | None = None, *, bounded: bool = False) -> None:
+        super().__init__(inner, retry, bounded=bounded)
         self.scorer = inner
 
     def vectors(self, chunk_ids: Sequence[str]) -> Matrix:
@@ -213,7 +214,7 @@ class ResilientScoringIndex(ResilientIndex):
 
 def resilient_index(inner: ChunkIndex, retry: RetryBudget | None = None, *, bounded: bool = False) -> ResilientIndex:
     """The right resilient wrapper for ``inner``: one that keeps its candidate scoring, if it has any."""
-    if isinstance(inner, CandidateScorer):
+    if isinstance(inner, ScoringIndex):  # an optional capability of the port, not a concrete class
         return ResilientScoringIndex(inner, retry, bounded=bounded)
     return ResilientIndex(inner, retry, bounded=bounded)
 
@@ -235,6 +236,9 @@ class ResilientEmbedder:
 
     def embed_query(self, text: str) -> Vector:
         return self.retry.call(f"embedder {self.name}", lambda: self.inner.embed_query(text))
+
+    def prepare(self) -> None:
+        self.inner.prepare()
 
 
 def _feedback_to_json(f: Feedback) -> str:
@@ -282,6 +286,9 @@ class SpoolingAnswerStore:
 
     def feedback_for(self, answer_id: str) -> list[Feedback]:
         return self.inner.feedback_for(answer_id)
+
+    def vote_records(self) -> list[VoteRecord]:
+        return self.inner.vote_records()
 
     def save_feedback(self, feedback: Feedback) -> None:
         try:

@@ -143,6 +143,8 @@ class Settings(BaseModel):
     worker_queue: str = "supportbot"
     sync_time_limit_s: int = Field(default=3600, ge=10)
     ingest_time_limit_s: int = Field(default=600, ge=10)
+    # How often the worker may post an ingest's progress in the chat it was requested from.
+    job_progress_every_s: float = Field(default=30.0, ge=0)
     sync_lock_ttl_s: int = Field(default=60, ge=2)
     task_max_retries: int = Field(default=5, ge=0)
     retry_backoff_max_s: int = Field(default=600, ge=1)

@@ -42,9 +42,9 @@ from _common import EVALDATA, emit, log  # noqa: I001
 from adapters.factory import Services
 from adapters.settings import Settings
 from bot.evaluation import EvalQuery, doc_ranking, load_queries, ndcg_at
+from bot.identity import corpus_id
 from bot.types import Decision, Document, Feedback, Platform, Question, SearchFilters, Vote
 from bot.verified import DOC_PREFIX, ExpertReply
-from knowledge.identity import corpus_id
 from knowledge.loaders import iter_documents
 
 EXPERT = "UEXPERT"

@@ -51,11 +51,11 @@ from bot.answering import AnswerService, DeclinePolicy, check_citations
 from bot.calibration import calibrate_report, offtopic_bank
 from bot.evaluation import EvalQuery, doc_ranking, load_queries, ndcg_at
 from bot.extractive import ExtractiveGenerator
+from bot.identity import corpus_id
 from bot.ports import GenerationRequest
 from bot.retrieval import RetrievalConfig, Retriever
 from bot.rewrite import standalone_query
 from bot.types import UNRESTRICTED, Question, Turn
-from knowledge.identity import corpus_id
 from knowledge.loaders import iter_documents
 
 SETS = ("emanual_tv", "stackfaq", "mtrag_cloud", "mtrag_fiqa", "mtrag_clapnq")

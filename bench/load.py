@@ -69,7 +69,7 @@ def serve(port: int, data: Path, slack_api: str) -> None:
 
     from adapters.factory import Services
     from adapters.settings import Settings
-    from adapters.slack.app import bot_from_services
+    from adapters.slack.app import SlackOptions
     from adapters.slack.http import slack_router
     from adapters.slack.state import SlackState
     from adapters.teams.http import teams_router
@@ -83,7 +83,7 @@ def serve(port: int, data: Path, slack_api: str) -> None:
     )
     services = Services(settings)
     services.ingestor.ingest(iter_documents([data / "docs"], source="kb", max_bytes=10**7), source="kb")
-    bot = bot_from_services(services, state=SlackState(None), ingest_queue=None, stream_after_s=60, workers=32)
+    bot = services.slack_bot(state=SlackState(None), options=SlackOptions(first_update_after_s=60, workers=32))
     app = FastAPI()
     app.include_router(slack_router(services, bot))
     app.include_router(teams_router(services))

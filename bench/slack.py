@@ -30,7 +30,6 @@ from _common import EVALDATA, emit, log  # noqa: I001
 
 from adapters.factory import Services
 from adapters.settings import Settings
-from adapters.slack.app import bot_from_services
 from adapters.slack.http import slack_router
 from adapters.slack.state import SlackState
 from bot.evaluation import percentile
@@ -61,6 +60,9 @@ class MemoryQueue:
     def enqueue_ingest(self, target: str, requested_by: str, notify: Mapping[str, str]) -> str:
         self.jobs += 1
         return f"job-{self.jobs}"
+
+    def enqueue_sync(self, source: str, requested_by: str = "", notify: Mapping[str, str] | None = None) -> str:
+        return self.enqueue_ingest(source, requested_by, notify or {})
 
     def status(self, job_id: str) -> JobStatus:
         return JobStatus(job_id, "done", summary="added 0, changed 0, unchanged 1, removed 0, failed 0")
@@ -99,7 +101,7 @@ def main() -> None:
         services.decline_policy()  # calibrate before timing
 
         # In-process dedup (no Redis needed for the bench); the tests cover the Redis path.
-        bot = bot_from_services(services, state=SlackState(None), ingest_queue=MemoryQueue(), poll_interval_s=0.05)
+        bot = services.slack_bot(state=SlackState(None), ingest_queue=MemoryQueue())
         from fastapi import FastAPI
 
         web = FastAPI()

@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from bot.answertype import expected_type, has_type
+from bot.text import content_words
 from bot.types import ScoredChunk
-from knowledge.text import content_words
 
 MODEL_PATH = Path(__file__).parent / "assets" / "answerability.json"
 

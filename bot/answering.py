@@ -41,6 +41,7 @@ from bot.ports import (
 from bot.prompt import PROMPT_VERSION, is_not_found
 from bot.retrieval import Retrieval, Retriever
 from bot.rewrite import standalone_query
+from bot.text import content_words
 from bot.types import (
     UNRESTRICTED,
     Answer,
@@ -53,7 +54,6 @@ from bot.types import (
     Trace,
     TracePassage,
 )
-from knowledge.text import content_words
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def cite_once(text: str, passages: Sequence[ScoredChunk]) -> str:
     """``text`` with every citation of a near-duplicate document (the same page as ``.txt`` and
     ``.html``, a page copied into two spaces) pointed at the first such passage, so that the
     page is cited once."""
-    from knowledge.fingerprint import same_document
+    from bot.fingerprint import same_document
 
     alias: dict[int, int] = {}
     for n, hit in enumerate(passages, 1):
@@ -206,9 +206,9 @@ def see_also(
 
     Passages at least ``related_dense`` close to the question, one per document, leaving out
     the documents cited and their near-duplicates (the same page in another format or space:
-    :func:`knowledge.fingerprint.same_document`), at most ``SEE_ALSO``.
+    :func:`bot.fingerprint.same_document`), at most ``SEE_ALSO``.
     """
-    from knowledge.fingerprint import same_document
+    from bot.fingerprint import same_document
 
     seen = list(cited)
     out: list[ScoredChunk] = []

@@ -42,8 +42,8 @@ from bot.answering import AnswerService, DeclinePolicy
 from bot.extractive import split_sentences
 from bot.retrieval import Retriever
 from bot.rewrite import standalone_query
+from bot.text import content_words
 from bot.types import UNRESTRICTED, Chunk, Question
-from knowledge.text import content_words
 
 log = logging.getLogger(__name__)
 

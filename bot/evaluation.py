@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.answering import AnswerService
+from bot.identity import corpus_id
 from bot.retrieval import Retriever
+from bot.text import content_words
 from bot.types import UNRESTRICTED, Answer, Decision, Question, ScoredChunk, Turn
-from knowledge.identity import corpus_id
-from knowledge.text import content_words
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.answertype import expected_type, has_type
+from bot.fingerprint import same_document
 from bot.ports import ChunkLookup, Generation, GenerationRequest
 from bot.rewrite import standalone_query
+from bot.text import content_words
 from bot.types import Chunk, ScoredChunk
-from knowledge.fingerprint import same_document
-from knowledge.text import content_words
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n{1,}")
 _STEM = re.compile(r"(ing|ed|es|s)$")

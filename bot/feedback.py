@@ -24,9 +24,6 @@ Safety rules, each enforced here:
 
 from __future__ import annotations
 
-import math
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +32,7 @@ from types import MappingProxyType
 import numpy as np
 
 from bot.ports import Embedder, Vector
+from bot.similar import SimilarRecords
 from bot.types import ScoredChunk
 
 WEB = "web"
@@ -91,34 +89,15 @@ class FeedbackRanker:
         config: FeedbackConfig | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._votes = votes
-        self._embedder = embedder
         self.config = config or FeedbackConfig()
         self._clock = clock
-        self._lock = threading.Lock()
-        self._loaded_at = -math.inf
-        self._records: list[VoteRecord] = []
-        self._matrix = np.zeros((0, 0), dtype=np.float32)
-        self._vector_cache: dict[str, Vector] = {}
+        self._votes: SimilarRecords[VoteRecord] = SimilarRecords(
+            votes, lambda r: (r.query,), embedder, refresh_s=self.config.refresh_s, what="votes"
+        )
 
     def refresh(self, force: bool = False) -> None:
         """Reload votes from the store (at most every ``refresh_s`` seconds unless forced)."""
-        now = time.monotonic()
-        if not force and now - self._loaded_at < self.config.refresh_s:
-            return
-        records = list(self._votes())
-        missing = [r.query for r in records if r.query not in self._vector_cache]
-        if missing:
-            unique = list(dict.fromkeys(missing))
-            for q, v in zip(unique, self._embedder.embed_documents(unique), strict=True):
-                self._vector_cache[q] = v
-        matrix = (
-            np.stack([self._vector_cache[r.query] for r in records])
-            if records
-            else np.zeros((0, 0), dtype=np.float32)
-        )
-        with self._lock:
-            self._records, self._matrix, self._loaded_at = records, matrix, now
+        self._votes.refresh(force)
 
     def boosts(
         self, query_vector: Vector, viewer_groups: frozenset[str] | None, viewer_platform: str | None = None
@@ -130,17 +109,15 @@ class FeedbackRanker:
         """
         if not self.config.enabled:
             return {}
-        self.refresh()
-        with self._lock:
-            records, matrix = self._records, self._matrix
-        if not records:
+        snapshot = self._votes.refresh()
+        if not snapshot.owners:
             return {}
-        sims = matrix @ np.asarray(query_vector, dtype=np.float32)
+        sims = snapshot.similarities(query_vector)
         now = self._clock()
         c = self.config
         per_voter: dict[tuple[str, str], float] = {}  # (voter, chunk id) -> that voter's sum
         for i in np.flatnonzero(sims >= c.min_similarity):
-            r = records[int(i)]
+            r = snapshot.records[snapshot.owners[int(i)]]
             if viewer_groups is not None and not r.groups <= viewer_groups:
                 continue
             if not r.counts_for(viewer_platform):

@@ -13,9 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 from bot.errors import RateLimited
+from bot.ports import RateLimiter
 
 
 @dataclass(frozen=True)
@@ -28,19 +28,6 @@ class Limit:
     @property
     def unlimited(self) -> bool:
         return self.count <= 0 or self.window_s <= 0
-
-
-@runtime_checkable
-class RateLimiter(Protocol):
-    """Counts events per key in fixed windows.
-
-    ``hit`` records one event for ``key`` and raises :class:`RateLimited` (with
-    ``retry_after``, the seconds until the window ends) when that makes more than
-    ``limit.count`` events in the current window. Not idempotent: every call counts.
-    Never raises anything else (a broken store degrades to a local count).
-    """
-
-    def hit(self, key: str, limit: Limit) -> None: ...
 
 
 class MemoryRateLimiter:
@@ -118,10 +105,7 @@ class Throttle:
 
 
 def polite_text(exc: RateLimited, what: str = "questions") -> str:
-    """What the asker is told when limited: why, and when to try again."""
-    wait = max(1, math.ceil(exc.retry_after))
-    when = f"{wait} seconds" if wait < 120 else f"{math.ceil(wait / 60)} minutes"
-    return (
-        f"You're sending {what} faster than I can take them here. "
-        f"Please try again in about {when}."
-    )
+    """What the asker is told when limited: why, and when to try again (``bot.messages``)."""
+    from bot.messages import too_fast
+
+    return too_fast(exc, what)

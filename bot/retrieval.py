@@ -44,31 +44,18 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from bot.feedback import FeedbackRanker
-from bot.ports import ChunkIndex, Embedder, Matrix, Reranker, Vector
+from bot.ports import CandidateScorer, ChunkIndex, Embedder, Reranker, Vector
+from bot.text import content_words
 from bot.threads import process_pool
 from bot.types import ScoredChunk, SearchFilters
-from knowledge.text import content_words
 
 if TYPE_CHECKING:
     from bot.verified import VerifiedRanker
-
-
-@runtime_checkable
-class CandidateScorer(Protocol):
-    """An index that can score given chunks (optional; enables complete scores and the feedback pass)."""
-
-    def vectors(self, chunk_ids: Sequence[str]) -> Matrix:
-        """The stored vectors, one row per id, in order (zeros for an id it does not hold)."""
-        ...
-
-    def keyword_scores(self, query: str, chunk_ids: Sequence[str]) -> list[float]:
-        """The keyword score of each id for ``query``, as ``keyword_search`` would give it (0: none)."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -159,7 +146,7 @@ def adaptive_dense_weight(coverage: float | None, config: RetrievalConfig) -> fl
     return config.dense_weight if is_covered(coverage, config) else config.dense_weight_uncovered
 
 
-# Punctuation to spaces, apostrophes kept: a faster tokeniser than ``knowledge.text.words``
+# Punctuation to spaces, apostrophes kept: a faster tokeniser than ``bot.text.words``
 # for scanning every candidate's text on each query (it only has to agree with itself).
 _SPACES = str.maketrans(dict.fromkeys('!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~‘“”…–—', " ") | {"’": "'"})
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.text import content_words, words
 from bot.types import Turn
-from knowledge.text import content_words, words
 
 ANAPHORA = frozenset(
     [
@@ -63,3 +63,12 @@ def standalone_query(question: str, history: Sequence[Turn]) -> str:
         if len(carried) >= CARRY:
             break
     return f"{question} {' '.join(carried[:CARRY])}".strip()
+
+
+class RuleRewriter:
+    """The rule-based rewrite as a QueryRewriter (what AnswerService falls back to). Never raises."""
+
+    name = "rules"
+
+    def rewrite(self, question: str, history: Sequence[Turn]) -> str:
+        return standalone_query(question, history)

@@ -52,7 +52,7 @@ class Chunk:
     content_hash: str
     updated_at: datetime | None = None
     access: tuple[str, ...] = (PUBLIC,)
-    # The document's SimHash (knowledge/fingerprint.py): near-identical documents are cited once.
+    # The document's SimHash (bot/fingerprint.py): near-identical documents are cited once.
     fingerprint: str = ""
 
     @property
@@ -285,3 +285,47 @@ def chunk_from_dict(data: Mapping[str, object]) -> Chunk:
         access=tuple(str(a) for a in data.get("access") or ()),  # type: ignore[attr-defined]
         fingerprint=str(data.get("fingerprint") or ""),
     )
+
+
+@dataclass(frozen=True)
+class ChatAddress:
+    """Where in a chat to tell someone how their background job went; stored with the job.
+
+    Slack: ``conversation`` is the channel the request came from (a ``D…`` id for a direct
+    message) and ``user`` the requester. Teams: ``conversation`` the conversation id, ``thread``
+    the id of the message to reply under, ``service_url``, ``bot`` and ``tenant`` the parts of a
+    conversation reference a proactive message needs. Only plain strings, so the job record
+    (a Redis hash, shown on the web page) can carry it; no capability (a Slack response_url) is kept.
+    """
+
+    platform: Platform
+    conversation: str
+    user: str = ""
+    thread: str = ""
+    team: str = ""
+    service_url: str = ""
+    bot: str = ""
+    tenant: str = ""
+    channel: str = ""  # the Bot Framework channel id ("msteams", "emulator")
+
+    def to_notify(self) -> dict[str, str]:
+        """The ``notify`` mapping ``IngestQueue.enqueue_ingest`` stores with the job."""
+        return {k: v for k, v in {
+            "platform": self.platform.value, "conversation": self.conversation, "user": self.user,
+            "thread": self.thread, "team": self.team, "service_url": self.service_url, "bot": self.bot,
+            "tenant": self.tenant, "channel": self.channel,
+        }.items() if v}
+
+    @classmethod
+    def from_notify(cls, notify: Mapping[str, str]) -> ChatAddress | None:
+        """The address stored with a job; ``None`` when the job has none (CLI, web, schedule)."""
+        try:
+            platform = Platform(str(notify.get("platform", "")))
+        except ValueError:
+            return None
+        conversation = str(notify.get("conversation") or "")
+        if platform not in (Platform.SLACK, Platform.TEAMS) or not conversation:
+            return None
+        return cls(platform, conversation, **{
+            k: str(notify.get(k) or "") for k in ("user", "thread", "team", "service_url", "bot", "tenant", "channel")
+        })

@@ -30,20 +30,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import re
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from bot.ports import ChunkIndex, Embedder, Generation, GenerationRequest, Generator, Vector
+from bot.ports import (
+    ChunkIndex,
+    Embedder,
+    Generation,
+    GenerationRequest,
+    Generator,
+    Ingest,
+    Vector,
+    VerifiedStore,
+)
+from bot.similar import SimilarRecords
 from bot.types import PUBLIC, Answer, Decision, Document, Platform, ScoredChunk, SearchFilters, Section
 
 log = logging.getLogger(__name__)
@@ -228,37 +235,6 @@ class ThreadAnswer:
     @property
     def needs_answer(self) -> bool:
         return self.answer.decision == Decision.DECLINED or self.down_votes > 0
-
-
-@runtime_checkable
-class VerifiedStore(Protocol):
-    """Keeps verified answers, and reads what marking needs from the stored answers.
-
-    ``save`` is idempotent by id (a later save replaces). ``records`` gives every answer, newest
-    first, with ``uses`` counted (answers that cited it). ``thread_answers`` gives the bot's
-    answers in one thread, newest first; ``declined_questions`` the newest declined questions
-    as (answer id, question, asked at); ``answer_with_votes`` one answer with its 👎 count. Raises ProviderUnavailable when the database is down.
-    """
-
-    def save(self, verified: VerifiedAnswer) -> None: ...
-
-    def get(self, verified_id: str) -> VerifiedAnswer | None: ...
-
-    def records(self, include_removed: bool = False) -> list[VerifiedAnswer]: ...
-
-    def thread_answers(self, platform: str, conversation: str, thread: str) -> list[ThreadAnswer]: ...
-
-    def answer_with_votes(self, answer_id: str) -> ThreadAnswer | None: ...
-
-    def declined_questions(self, limit: int) -> list[tuple[str, str, datetime]]: ...
-
-
-class Ingest(Protocol):
-    """The part of ``knowledge.pipeline.Ingestor`` this service uses."""
-
-    def ingest(self, items: Iterable[Any], *, source: str) -> Any: ...
-
-    def remove(self, doc_id: str, source: str, run_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -479,7 +455,9 @@ class VerifiedRankConfig:
     or one of its paraphrases for that answer to go first. ``margin``: how far above the best
     ordinary passage it is put (fused score scale). ``accept_similarity``: a verified passage
     that retrieval ranks first on its own is taken as the answer (``scores["verified"]``) when
-    the question is at least this close to one of its phrasings — nothing is reordered for it."""
+    the question is at least this close to one of its phrasings — nothing is reordered for it.
+    Between ``accept_similarity`` and ``min_similarity`` an answer also goes first when its
+    phrasing is closer to the question than every ordinary passage found (dense cosine)."""
 
     enabled: bool = True
     min_similarity: float = 0.75
@@ -499,56 +477,37 @@ class VerifiedRanker:
         config: VerifiedRankConfig | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._answers = answers
-        self._embedder = embedder
         self._index = index
         self.config = config or VerifiedRankConfig()
         self._clock = clock
-        self._lock = threading.Lock()
-        self._loaded_at = -math.inf
-        self._active: dict[str, VerifiedAnswer] = {}
-        self._owners: list[str] = []  # doc id per row of the matrix
-        self._matrix = np.zeros((0, 0), dtype=np.float32)
-        self._cache: dict[str, Vector] = {}
+
+        self._answers: SimilarRecords[VerifiedAnswer] = SimilarRecords(
+            answers, lambda r: r.phrasings, embedder, refresh_s=self.config.refresh_s, what="verified answers",
+            keep=lambda r: r.active(self._clock()),
+        )
 
     def refresh(self, force: bool = False) -> None:
         """Reload the verified answers (at most every ``refresh_s`` seconds unless forced)."""
-        now = time.monotonic()
-        if not force and now - self._loaded_at < self.config.refresh_s:
-            return
-        try:
-            records = list(self._answers())
-        except Exception as exc:  # noqa: BLE001 - a store hiccup must not fail the search
-            log.warning("verified answers unavailable (%s); ranking without them", type(exc).__name__)
-            records = [] if self._loaded_at == -math.inf else list(self._active.values())
-        at = self._clock()
-        active = {r.doc_id: r for r in records if r.active(at)}
-        rows = [(doc_id, p) for doc_id, r in active.items() for p in r.phrasings if p.strip()]
-        missing = list(dict.fromkeys(p for _, p in rows if p not in self._cache))
-        if missing:
-            for p, v in zip(missing, self._embedder.embed_documents(missing), strict=True):
-                self._cache[p] = v
-        matrix = np.stack([self._cache[p] for _, p in rows]) if rows else np.zeros((0, 0), dtype=np.float32)
-        with self._lock:
-            self._active, self._owners, self._matrix, self._loaded_at = active, [d for d, _ in rows], matrix, now
+        self._answers.refresh(force)
+
+    def _active(self) -> dict[str, VerifiedAnswer]:
+        return {r.doc_id: r for r in self._answers.snapshot.records}
 
     def text_of(self, doc_id: str) -> str | None:
         """The whole text of an active verified answer (its passages may be parts of it)."""
-        with self._lock:
-            found = self._active.get(doc_id)
+        found = self._active().get(doc_id)
         return None if found is None else found.text
 
     def matches(self, query_vector: Vector, floor: float | None = None) -> dict[str, float]:
         """Verified doc id -> its best phrasing's cosine to the query, for those reaching ``floor``
         (default ``min_similarity``)."""
-        with self._lock:
-            owners, matrix = self._owners, self._matrix
-        if not owners:
+        snapshot = self._answers.snapshot
+        if not snapshot.owners:
             return {}
-        sims = matrix @ np.asarray(query_vector, dtype=np.float32)
+        sims = snapshot.similarities(query_vector)
         best: dict[str, float] = {}
         for i in np.flatnonzero(sims >= (self.config.min_similarity if floor is None else floor)):
-            doc_id = owners[int(i)]
+            doc_id = snapshot.records[snapshot.owners[int(i)]].doc_id
             best[doc_id] = max(best.get(doc_id, -1.0), float(sims[i]))
         return best
 
@@ -557,12 +516,17 @@ class VerifiedRanker:
         if not self.config.enabled:
             return list(hits)
         self.refresh()
-        with self._lock:
-            active = self._active
+        active = self._active()
         kept = [h for h in hits if h.chunk.source != SOURCE or h.chunk.doc_id in active]
         c = self.config
         close = self.matches(query_vector, min(c.min_similarity, c.accept_similarity))
-        matched = {d: s for d, s in close.items() if s >= c.min_similarity}
+        # Also first: an answer whose question is closer to this one than any ordinary passage is
+        # (both cosines of the same query vector) — an expert answered this question, the passages
+        # are only near it.
+        nearest = max((h.scores.get("dense", 0.0) for h in kept if h.chunk.source != SOURCE), default=0.0)
+        matched = {
+            d: s for d, s in close.items() if s >= c.min_similarity or (s >= c.accept_similarity and s >= nearest)
+        }
         if not matched:
             return self._accept_first(kept, close)
         # Only passages the viewer may see: the index applies the viewer's access groups.

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.fingerprint import document_fingerprint
 from bot.types import Chunk, Document
-from knowledge.fingerprint import document_fingerprint
 
 __all__ = ["chunk_document"]
 

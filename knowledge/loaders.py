@@ -32,8 +32,8 @@ from urllib.parse import quote
 from markdown_it import MarkdownIt
 
 from bot.errors import SourceError, SourceSkipped
+from bot.identity import document_id
 from bot.types import PUBLIC, Document, Section
-from knowledge.identity import document_id
 from knowledge.progress import IngestProgress
 
 __all__ = [
@@ -122,7 +122,7 @@ def load_file(
 ) -> list[Document]:
     """Load one file into documents (several for a JSONL corpus, else exactly one).
 
-    The id comes from the source and the file's absolute path (:mod:`knowledge.identity`;
+    The id comes from the source and the file's absolute path (:mod:`bot.identity`;
     ``root`` no longer plays a part: two folders with the same file names give distinct
     documents); a JSONL row's adds its ``_id``. ``max_bytes`` limits the file, or each line
     of a JSONL corpus, whose documents are the lines. Raises :class:`SourceError` (never
@@ -169,7 +169,7 @@ def load_bytes(
 
     The parser is chosen by ``content_type`` (its ``charset`` is honoured for text), else by
     the suffix of ``name``. The id is ``f"{source}:{url}"`` (a JSONL row's adds its ``_id``,
-    :mod:`knowledge.identity`); the size limit is the fetcher's
+    :mod:`bot.identity`); the size limit is the fetcher's
     job. Raises :class:`SourceError` naming ``url`` (never anything else) for unreadable input.
     """
     mime, _, params = (content_type or "").partition(";")

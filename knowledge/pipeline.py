@@ -5,7 +5,7 @@
 - With ``full_sync`` the documents of the source that were not seen are removed — only those
   under the ``scope`` given (the folders, files or URLs ingested), so re-ingesting one folder
   never touches another's documents.
-- A document's id is its identity (source and full location, :mod:`knowledge.identity`).
+- A document's id is its identity (source and full location, :mod:`bot.identity`).
   Overwriting a stored document that came from another location is reported in
   ``IngestReport.replaced``; a second document with the id of one already seen in the same
   ingest is reported as failed, not silently dropped.
@@ -33,10 +33,10 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 from bot.errors import SourceError, SourceSkipped
+from bot.identity import document_id
 from bot.ports import ChunkIndex, DocumentState, DocumentStore, Embedder
 from bot.types import Chunk, Document, IngestReport
 from knowledge.chunking import chunk_document
-from knowledge.identity import document_id
 from knowledge.progress import IngestProgress
 
 if TYPE_CHECKING:

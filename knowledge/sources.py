@@ -26,12 +26,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from bot.errors import SourceError, SourceSkipped
+from bot.ports import Connector, RemoteItem, SourceDocument, SyncStateStore
 from bot.types import Document, replaced_summary
-from knowledge.connectors.base import Connector, RemoteItem
 from knowledge.connectors.web import load_url
 from knowledge.fetch import Fetcher, SourceGone
 from knowledge.loaders import ALL_FILES, FileSelection, iter_documents
@@ -59,38 +58,6 @@ class Source:
     last_error: str = ""
     last_summary: str = ""
     documents: int = 0
-
-
-@dataclass(frozen=True)
-class SourceDocument:
-    """What the last sync ingested for one item of a source (the checkpoint unit)."""
-
-    external_id: str
-    doc_ids: tuple[str, ...]
-    marker: str | None
-    embedder: str
-    run_id: str = ""
-
-
-@runtime_checkable
-class SyncStateStore(Protocol):
-    """Per-source sync state: the run in progress and the per-item checkpoint.
-
-    ``begin_sync`` returns (the source's unfinished run id, True) if a sync of it was
-    interrupted (a resume; it may equal ``new_run_id`` when the same task is redelivered),
-    else records ``new_run_id`` as started and returns (``new_run_id``, False). ``save_documents``/``delete_documents`` are
-    idempotent. Raises ProviderUnavailable when the database cannot be reached.
-    """
-
-    def begin_sync(self, source_id: str, new_run_id: str) -> tuple[str, bool]: ...
-
-    def finish_sync(self, source_id: str, run_id: str, summary: str) -> None: ...
-
-    def documents(self, source_id: str) -> dict[str, SourceDocument]: ...
-
-    def save_documents(self, source_id: str, docs: Sequence[SourceDocument]) -> None: ...
-
-    def delete_documents(self, source_id: str, external_ids: Sequence[str]) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,17 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+def no_proxy() -> Iterator[None]:
+    """Requests to 127.0.0.1 must not go through a proxy, and bolt must not switch to OAuth:
+    the proxy and Slack OAuth variables are removed for the module (use it with
+    ``pytestmark = pytest.mark.usefixtures("no_proxy")``)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):
+            mp.delenv(name, raising=False)
+        yield
+
+
+@pytest.fixture(scope="module")
 def slack() -> Iterator[FakeSlack]:
     """A fake Slack Web API on 127.0.0.1, one per test module (a module may override it)."""
     with FakeSlack() as fake:

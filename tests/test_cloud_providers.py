@@ -19,10 +19,10 @@ import pytest
 from adapters.providers.cohere_provider import CohereEmbedder, CohereReranker, cohere_client
 from adapters.providers.cross_encoder import OnnxCrossEncoder
 from adapters.providers.llama_cpp_generator import LlamaCppGenerator
-from adapters.providers.openai_provider import OpenAIEmbedder, OpenAIGenerator, openai_client
+from adapters.providers.openai_provider import OpenAIEmbedder, OpenAIGenerator, OpenAIRewriter, openai_client
 from adapters.providers.pinecone_index import DENSE_EPSILON, PineconeIndex, pinecone_client
 from bot.errors import ConfigError, ProviderError, ProviderRejected, ProviderUnavailable
-from bot.ports import ChunkIndex, Embedder, GenerationRequest, Generator, Reranker
+from bot.ports import ChunkIndex, Embedder, GenerationRequest, Generator, QueryRewriter, Reranker
 from bot.prompt import NOT_FOUND, PROMPT_VERSION, SYSTEM_PROMPT, build_messages, is_not_found
 from bot.types import UNRESTRICTED, ScoredChunk, SearchFilters, Turn
 from knowledge.sparse import MAX_TERMS, SparseEncoder, terms
@@ -31,6 +31,7 @@ from tests.contracts import (
     ChunkIndexContract,
     EmbedderContract,
     GeneratorContract,
+    QueryRewriterContract,
     RerankerContract,
     make_chunk,
 )
@@ -679,3 +680,62 @@ def test_sparse_encoder_is_deterministic_and_bm25_like() -> None:
 def test_sparse_vectors_are_capped() -> None:
     text = " ".join(f"word{i}" for i in range(MAX_TERMS + 500))
     assert len(SparseEncoder().encode_document(text)) == MAX_TERMS
+
+
+# -- the resilient wrappers the question path puts around the cloud providers ------------------------
+def _budget() -> Any:
+    from adapters.resilience import RetryBudget
+
+    return RetryBudget(budget_s=2.0, sleep=lambda _: None)
+
+
+class TestResilientOpenAIEmbedder(EmbedderContract):
+    @pytest.fixture
+    def embedder(self, openai_sdk: Any) -> Embedder:
+        from adapters.resilience import ResilientEmbedder
+
+        return ResilientEmbedder(OpenAIEmbedder(openai_sdk, "fake-embedding-model"), _budget())
+
+
+class TestResilientOpenAIGenerator(GeneratorContract):
+    @pytest.fixture
+    def generator(self, openai_sdk: Any) -> Generator:
+        from adapters.resilience import ResilientGenerator
+
+        return ResilientGenerator(OpenAIGenerator(openai_sdk, "gpt-test"), _budget())
+
+    def test_a_503_is_retried_within_the_budget(self, generator: Generator, openai_server: FakeOpenAI) -> None:
+        openai_server.fail_next(1, status=503)
+        assert "[1]" in generator.generate(REQUEST).text
+
+
+class TestResilientCohereReranker(RerankerContract):
+    @pytest.fixture
+    def reranker(self, cohere_sdk: Any) -> Reranker:
+        from adapters.resilience import ResilientReranker
+
+        return ResilientReranker(CohereReranker(cohere_sdk, "rerank-v3.5"), None, _budget())
+
+
+class TestResilientPineconeIndex(ChunkIndexContract):
+    @pytest.fixture
+    def embedder(self, openai_sdk: Any) -> OpenAIEmbedder:
+        return OpenAIEmbedder(openai_sdk, "m", dimensions=64)
+
+    @pytest.fixture
+    def index(self, pinecone_sdk: Any) -> ChunkIndex:
+        from adapters.resilience import resilient_index
+
+        # As the factory builds it: a remote index's reads are bounded by the budget.
+        return resilient_index(PineconeIndex(pinecone_sdk, namespace="test"), _budget(), bounded=True)
+
+
+class TestOpenAIRewriter(QueryRewriterContract):
+    @pytest.fixture
+    def rewriter(self, openai_sdk: Any, openai_server: FakeOpenAI) -> QueryRewriter:
+        # The fake model resolves the follow-up from the conversation it was sent.
+        openai_server.reply_with(
+            lambda body: "pair the Smart Remote if holding Back and Play does not work"
+            if "Smart Remote" in str(body["messages"]) else "unexpected"
+        )
+        return OpenAIRewriter(openai_sdk, model="gpt-test")

@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 from adapters.db import make_engine
 from adapters.factory import Services
 from adapters.settings import Settings
+from bot.identity import corpus_id, document_id
 from bot.ports import ChunkIndex
 from bot.serialize import answer_to_dict
 from bot.types import UNRESTRICTED, Answer, Citation, Decision, Document, Question, chunk_to_dict
 from knowledge.chunking import chunk_document
-from knowledge.identity import corpus_id, document_id
 from knowledge.loaders import iter_documents, load_bytes
 from knowledge.pipeline import Ingestor, embedding_text
 
@@ -288,7 +288,7 @@ def test_an_index_with_old_ids_migrates_and_a_reingest_neither_loses_nor_duplica
     assert found == {new_a, new_b}
     assert corpus_id(new.index.keyword_search("fax dial tone", 1, UNRESTRICTED)[0].chunk.doc_id) == "c7"
     assert new.source_store.documents("s1")["teamA/index.md"].doc_ids == (new_a,)
-    [vote] = new.answer_store.vote_records()  # type: ignore[attr-defined]
+    [vote] = new.answer_store.vote_records()
     assert vote.chunk_ids == (f"{new_a}#0",)
     # A second ingest and a rollback work on the new ids.
     assert len(new.ingestor.ingest(iter_documents([kb], source="local", max_bytes=1 << 20), source="local").unchanged) == 2

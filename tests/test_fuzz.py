@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from adapters.factory import Services
 from adapters.settings import Settings
-from adapters.slack.app import bot_from_services
+from adapters.slack.app import SlackOptions
 from adapters.slack.http import slack_router
 from adapters.slack.state import SlackState
 from adapters.teams.http import teams_router
@@ -140,8 +140,8 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, slack: FakeSlack, redis_ur
     from knowledge.loaders import iter_documents
 
     services.ingestor.ingest(iter_documents([root / "docs"], source="d", max_bytes=10**6), source="d")
-    bot = bot_from_services(services, state=SlackState(redis_url, prefix=f"fuzz:{time.time_ns()}:"),
-                            ingest_queue=None, stream_after_s=60)
+    bot = services.slack_bot(state=SlackState(redis_url, prefix=f"fuzz:{time.time_ns()}:"),
+                             options=SlackOptions(first_update_after_s=60))
     web = FastAPI()
     web.include_router(slack_router(services, bot))
     web.include_router(teams_router(services))

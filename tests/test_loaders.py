@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.errors import SourceError
+from bot.identity import corpus_id, document_id
 from bot.types import Document
-from knowledge.identity import corpus_id, document_id
 from knowledge.loaders import SUPPORTED_SUFFIXES, iter_documents, load_bytes, load_file
 
 MB = 1 << 20

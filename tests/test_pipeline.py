@@ -12,9 +12,9 @@ import pytest
 from adapters.factory import Services
 from adapters.settings import Settings
 from bot.errors import ProviderUnavailable
+from bot.identity import document_id
 from bot.ports import Embedder, Matrix, Vector
 from bot.types import UNRESTRICTED, SearchFilters
-from knowledge.identity import document_id
 from knowledge.loaders import iter_documents
 from knowledge.pipeline import Ingestor, embedding_text
 

@@ -12,11 +12,11 @@ from adapters.teams.render import answer_card
 from bot.answering import AnswerService, DeclinePolicy, check_citations
 from bot.evaluation import reference_recall
 from bot.extractive import ExtractiveGenerator, read_units
+from bot.fingerprint import document_fingerprint, same_document
 from bot.phrasing import STATE_AT, hedge
 from bot.ports import GenerationRequest
 from bot.types import Answer, Chunk, Decision, Document, Question, ScoredChunk, Section
 from knowledge.chunking import chunk_document
-from knowledge.fingerprint import document_fingerprint, same_document
 from knowledge.loaders import load_file
 from tests.contracts import make_chunk
 

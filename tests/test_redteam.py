@@ -32,7 +32,7 @@ from fastapi import FastAPI
 
 from adapters.factory import Services
 from adapters.settings import Settings
-from adapters.slack.app import SlackBot, bot_from_services
+from adapters.slack.app import SlackBot, SlackOptions
 from adapters.slack.http import slack_router
 from adapters.slack.render import ACTION_SHARE
 from adapters.slack.state import SlackState
@@ -224,8 +224,8 @@ def private_urls(services: Services) -> list[str]:
 
 @pytest.fixture(scope="module")
 def bot(services: Services, redis_url: str) -> Iterator[SlackBot]:
-    slack_bot = bot_from_services(services, state=SlackState(redis_url, prefix=f"redteam:{time.time_ns()}:"),
-                                  stream_after_s=60)
+    slack_bot = services.slack_bot(state=SlackState(redis_url, prefix=f"redteam:{time.time_ns()}:"),
+                                   options=SlackOptions(first_update_after_s=60))
     yield slack_bot
     slack_bot.close()
 

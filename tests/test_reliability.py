@@ -35,11 +35,11 @@ from adapters.resilience import (
     SpoolingAnswerStore,
 )
 from adapters.settings import Settings
-from adapters.slack.app import FAILURE_TEXT
 from adapters.slack.http import slack_router
 from adapters.slack.render import ACTION_VOTE_UP
 from adapters.slack.state import SlackState
 from bot.errors import ProviderRejected, ProviderUnavailable
+from bot.messages import FAILED as FAILURE_TEXT
 from bot.types import Answer, Decision, Feedback, Platform, Question, ScoredChunk, Vote
 from knowledge.loaders import iter_documents
 from tests.fakes.slack_server import (
@@ -336,12 +336,15 @@ def _client(slack: FakeSlack) -> Any:
     return make_client("xoxb-rel", slack.api_url)
 
 
-def _slack_bot(services: Services, slack: FakeSlack, redis_url: str | None, **kw: Any) -> Any:
-    from adapters.slack.app import SlackBot
+def _slack_bot(services: Services, slack: FakeSlack, redis_url: str | None, *, state: SlackState | None = None,
+               throttle: Any = None, answers: Any = None) -> Any:
+    from adapters.slack.app import SlackBot, SlackOptions
+    from bot.conversation import Conversation
 
-    return SlackBot(answers=services.answers, access=services.access, client=_client(slack), signing_secret=SIGNING,
-                    state=kw.pop("state", None) or SlackState(redis_url, prefix=f"rel:{time.time_ns()}:"),
-                    stream_after_s=60, **kw)
+    # Built by hand rather than by services.slack_bot: the client, secret and limits are the test's own.
+    conversation = Conversation(answers or services.answers, services.access, throttle=throttle)
+    return SlackBot(conversation, _client(slack), state or SlackState(redis_url, prefix=f"rel:{time.time_ns()}:"),
+                    signing_secret=SIGNING, options=SlackOptions(first_update_after_s=60))
 
 
 def _post(url: str, body: str, form: bool = False) -> httpx.Response:
@@ -546,10 +549,8 @@ def test_answers_and_votes_still_go_out_in_slack_while_the_database_is_down(
     store = SpoolingAnswerStore(flaky, tmp_path / "spool.jsonl")  # type: ignore[arg-type]
     answers = AnswerService(offline.retriever, offline.generator, store)
     with FakeSlack() as slack:
-        from adapters.slack.app import SlackBot
-
-        bot = SlackBot(answers=answers, access=offline.access, client=_client(slack), signing_secret=SIGNING,
-                       state=SlackState(redis_url, prefix=f"db:{time.time_ns()}:"), stream_after_s=60)
+        bot = _slack_bot(offline, slack, redis_url, answers=answers,
+                         state=SlackState(redis_url, prefix=f"db:{time.time_ns()}:"))
         web = FastAPI()
         web.include_router(slack_router(offline, bot))
         with serve_app(web) as url:

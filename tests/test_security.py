@@ -27,11 +27,10 @@ from fastapi import FastAPI
 from adapters.factory import Services
 from adapters.ratelimit import RedisRateLimiter
 from adapters.settings import Settings
-from adapters.slack.app import bot_from_services
+from adapters.slack.app import SlackOptions
 from adapters.slack.http import slack_router
 from adapters.slack.state import SlackState
 from adapters.teams.directory import GraphGroups
-from adapters.teams.handler import TeamsBot
 from adapters.teams.http import teams_router
 from bot.errors import RateLimited, SourceError
 from bot.ratelimit import Limit, MemoryRateLimiter, RateLimits, Throttle, polite_text
@@ -204,6 +203,9 @@ class Queue:
     def enqueue_ingest(self, target: str, requested_by: str, notify: Any) -> str:
         return "job-1"
 
+    def enqueue_sync(self, source: str, requested_by: str = "", notify: Any = None) -> str:
+        return self.enqueue_ingest(source, requested_by, notify or {})
+
     def status(self, job_id: str) -> Any:
         from bot.ports import JobStatus
 
@@ -228,13 +230,12 @@ def teams_post(url: str, openid: OpenIdServer, activity: dict[str, Any]) -> http
 
 @pytest.fixture(scope="module")
 def app_url(services: Services, graph: FakeGraph, redis_url: str, openid: OpenIdServer) -> Iterator[str]:
-    slack_bot = bot_from_services(services, state=SlackState(redis_url, prefix=f"sec:{time.time_ns()}:"),
-                                  ingest_queue=Queue(), stream_after_s=60, poll_interval_s=0.01)
+    slack_bot = services.slack_bot(state=SlackState(redis_url, prefix=f"sec:{time.time_ns()}:"),
+                                   ingest_queue=Queue(), options=SlackOptions(first_update_after_s=60))
     gateway = authenticated_gateway(openid, TEAMS_APP_ID)
     directory = GraphGroups({"aad-group-hr": ["hr"]}, app_id="app", app_password="graph-app-password",
                             tenant_id="tenant", graph_url=graph.url + "v1.0/", login_url=graph.url)
-    teams_bot = TeamsBot(services.answers, services.access, gateway, throttle=services.throttle,
-                         directory=directory)
+    teams_bot = services.teams_bot(gateway, directory=directory)
     web = FastAPI()
     web.include_router(slack_router(services, slack_bot))
     web.include_router(teams_router(services, gateway=gateway, bot=teams_bot))
@@ -290,9 +291,14 @@ def test_slack_ingests_over_the_limit_are_refused_politely(slack: FakeSlack, app
     first = slack_post(app_url, command_body("/ingest", "https://example.com/a", slack.response_url(),
                                              user="UADMIN", channel="CADM"), form=True)
     assert "requested" in first.text
-    second = slack_post(app_url, command_body("/ingest", "https://example.com/b", slack.response_url(),
+    url = slack.response_url("ingest-limited")
+    second = slack_post(app_url, command_body("/ingest", "https://example.com/b", url,
                                               user="UADMIN", channel="CADM"), form=True)
-    assert second.status_code == 200 and "ingests faster than" in second.text
+    assert second.status_code == 200
+    # Checked after the admin check, which may need Slack (the admin user group): so the refusal
+    # comes through the command's response_url, like every other outcome of /ingest.
+    [refusal] = slack.wait_for(lambda: [r for r in slack.responses if r.method.endswith("ingest-limited")])
+    assert "ingests faster than" in refusal.args["text"] and refusal.args["response_type"] == "ephemeral"
 
 
 def test_teams_questions_over_the_limit_get_a_polite_reply(connector: FakeConnector, app_url: str,

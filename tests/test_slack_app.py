@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from adapters.factory import Services
 from adapters.settings import Settings
-from adapters.slack.app import FAILURE_TEXT, SlackBot, bot_from_services
+from adapters.slack.app import SlackBot, SlackOptions
 from adapters.slack.http import slack_router
 from adapters.slack.render import (
     ACTION_COMMENT,
@@ -35,8 +35,9 @@ from adapters.slack.state import SlackState
 from bot.answering import AnswerService
 from bot.errors import ProviderRejected
 from bot.extractive import ExtractiveGenerator
+from bot.messages import FAILED as FAILURE_TEXT
 from bot.ports import Generation, GenerationRequest, JobStatus
-from bot.types import Vote
+from bot.types import ChatAddress, Platform, Vote
 from knowledge.loaders import iter_documents
 from tests.fakes.slack_server import (
     BOT_USER,
@@ -52,6 +53,8 @@ from tests.fakes.slack_server import (
     serve,
     signed_headers,
 )
+
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token-do-not-log"
@@ -69,22 +72,6 @@ DOCS = {
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module", autouse=True)
-def _no_proxy() -> Iterator[None]:
-    # Requests to 127.0.0.1 must not go through a proxy; bolt must not switch to OAuth.
-    with pytest.MonkeyPatch.context() as mp:
-        for name in (
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "http_proxy",
-            "https_proxy",
-            "SLACK_CLIENT_ID",
-            "SLACK_CLIENT_SECRET",
-        ):
-            mp.delenv(name, raising=False)
-        yield
-
-
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeSlack]:
     with FakeSlack() as server:
@@ -115,7 +102,8 @@ def services(tmp_path_factory: pytest.TempPathFactory, fake: FakeSlack) -> Servi
 
 
 class ScriptedQueue:
-    """A test implementation of the IngestQueue port: records jobs, plays back a status script."""
+    """A test implementation of the IngestQueue port: records jobs, plays back a status script.
+    (Progress and results are posted by the worker: tests/test_job_notes.py.)"""
 
     def __init__(self, script: list[JobStatus] | None = None) -> None:
         self.jobs: list[tuple[str, str, dict[str, str]]] = []
@@ -136,6 +124,9 @@ class ScriptedQueue:
         self.jobs.append((target, requested_by, dict(notify)))
         return "job-1"
 
+    def enqueue_sync(self, source: str, requested_by: str = "", notify: Mapping[str, str] | None = None) -> str:
+        return self.enqueue_ingest(source, requested_by, notify or {})
+
     def status(self, job_id: str) -> JobStatus:
         status = self.script[min(self._reads, len(self.script) - 1)]
         self._reads += 1
@@ -154,9 +145,7 @@ def state(redis_url: str) -> SlackState:
 
 @pytest.fixture
 def bot(services: Services, state: SlackState, queue: ScriptedQueue) -> Iterator[SlackBot]:
-    slack = bot_from_services(
-        services, state=state, ingest_queue=queue, poll_interval_s=0.02, progress_every_s=0
-    )
+    slack = services.slack_bot(state=state, ingest_queue=queue)
     yield slack
     slack.close()
 
@@ -341,13 +330,7 @@ def test_a_failure_reaches_the_user_and_the_log_has_no_token(
             raise ProviderRejected("the model refused")
 
     broken = AnswerService(services.retriever, BrokenGenerator(), services.answer_store)
-    slack = SlackBot(
-        answers=broken,
-        access=services.access,
-        client=bot_from_services(services, state=state).client,
-        signing_secret=SECRET,
-        state=state,
-    )
+    slack = services.slack_bot(answers=broken, state=state)
     web = FastAPI()
     web.include_router(slack_router(services, slack))
     with caplog.at_level(logging.DEBUG), serve(web) as url:
@@ -407,6 +390,17 @@ def test_vote_buttons_are_acknowledged_at_once_recorded_and_thanked(
     assert (vote.user, vote.vote) == ("U5", Vote.DOWN)
 
 
+def test_a_vote_on_an_unknown_answer_is_not_recorded_and_the_voter_is_told(
+    fake: FakeSlack, http: httpx.Client, app_url: str, services: Services
+) -> None:
+    # The same rule as Teams' (bot/conversation.py): the answer must exist.
+    click = block_action(ACTION_VOTE_UP, "no-such-answer", user="U404", channel="C404", message_ts="1.0")
+    assert post(http, app_url, interaction_body(click), form=True).status_code == 200
+    [told] = fake.wait_for(lambda: [c for c in fake.calls_to("chat.postEphemeral") if c.args.get("user") == "U404"])
+    assert "couldn't find that answer" in told.args["text"]
+    assert services.answer_store.feedback_for("no-such-answer") == []
+
+
 def test_thumbs_reactions_on_an_answer_are_votes(
     fake: FakeSlack, http: httpx.Client, app_url: str, services: Services
 ) -> None:
@@ -448,7 +442,7 @@ def test_thumbs_reactions_on_an_answer_are_votes(
 
 
 # -- slash commands -------------------------------------------------------------------------------
-def test_ingest_acks_at_once_enqueues_and_reports_the_result(
+def test_ingest_acks_at_once_and_queues_the_job_with_where_to_report(
     fake: FakeSlack, http: httpx.Client, app_url: str, queue: ScriptedQueue
 ) -> None:
     url = fake.response_url("ingest-ok")
@@ -461,31 +455,35 @@ def test_ingest_acks_at_once_enqueues_and_reports_the_result(
     )
     assert time.perf_counter() - started < 3
     assert response.status_code == 200 and "requested" in ack_text(response)
-    done = fake.wait_for(lambda: [r for r in fake.responses if "finished" in r.args.get("text", "")])
-    assert "added 2, changed 1" in done[0].args["text"] and "failed 0" in done[0].args["text"]
-    assert queue.jobs[0][0] == "https://help.example.com/guide"
-    assert queue.jobs[0][1] == "slack:UADMIN" and queue.jobs[0][2]["user"] == "UADMIN"
-    assert "response_url" not in queue.jobs[0][2]  # a capability URL is not stored with the job
-    texts = [r.args["text"] for r in fake.responses if r.method.endswith("ingest-ok")]
-    assert any("Queued" in t for t in texts) and any("1/3" in t for t in texts)
-    assert all(
-        r.args.get("response_type") == "ephemeral" for r in fake.responses if r.method.endswith("ingest-ok")
-    )
-    assert len(texts) <= 5  # a response_url may be used 5 times
+    [queued] = fake.wait_for(lambda: [r for r in fake.responses if r.method.endswith("ingest-ok")])
+    assert queued.args["text"].startswith("Queued the ingest") and "job-1" in queued.args["text"]
+    assert queued.args.get("response_type") == "ephemeral"
+    target, requested_by, notify = queue.jobs[0]
+    assert (target, requested_by) == ("https://help.example.com/guide", "slack:UADMIN")
+    # The job carries where the worker reports (the requester and the channel), never the
+    # response_url: it is a capability, and job records are readable on the web page.
+    assert ChatAddress.from_notify(notify) == ChatAddress(Platform.SLACK, "C1", user="UADMIN", team=TEAM)
+    assert "response_url" not in notify and url not in json.dumps(notify)
+    assert queued.args["text"].endswith("in a direct message.")  # the worker DMs the requester
+    # Typed in the DM with the bot: the worker reports in that DM.
+    dm_url = fake.response_url("ingest-dm")
+    post(http, app_url, command_body("/ingest", "handbook", dm_url, user="UADMIN", channel="D1"), form=True)
+    [in_dm] = fake.wait_for(lambda: [r for r in fake.responses if r.method.endswith("ingest-dm")])
+    assert in_dm.args["text"].endswith("the result here.")
+    assert ChatAddress.from_notify(queue.jobs[1][2]) == ChatAddress(Platform.SLACK, "D1", user="UADMIN", team=TEAM)
 
 
-def test_ingest_reports_a_failed_job(
+def test_ingest_tells_the_admin_when_the_queue_is_down(
     fake: FakeSlack, http: httpx.Client, app_url: str, queue: ScriptedQueue
 ) -> None:
-    queue.script = [JobStatus("job-1", "failed", error="could not fetch https://x.example: 404")]
-    url = fake.response_url("ingest-failed")
+    def broken(target: str, requested_by: str, notify: Mapping[str, str]) -> str:
+        raise ConnectionError("broker down")
+
+    queue.enqueue_ingest = broken  # type: ignore[method-assign]
+    url = fake.response_url("ingest-down")
     post(http, app_url, command_body("/ingest", "handbook", url, user="UADMIN"), form=True)
-    [done] = fake.wait_for(
-        lambda: [
-            r for r in fake.responses if r.method.endswith("ingest-failed") and "failed" in r.args["text"]
-        ]
-    )
-    assert "404" in done.args["text"]
+    [reply] = fake.wait_for(lambda: [r for r in fake.responses if r.method.endswith("ingest-down")])
+    assert "couldn't queue" in reply.args["text"]
 
 
 def test_slash_command_and_button_acks_do_not_wait_for_the_work(
@@ -507,7 +505,7 @@ def test_slash_command_and_button_acks_do_not_wait_for_the_work(
         # ... and the work still gets done afterwards.
         fake.wait_for(
             lambda: [
-                r for r in fake.responses if r.method.endswith("slow-ingest") and "finished" in r.args["text"]
+                r for r in fake.responses if r.method.endswith("slow-ingest") and "Queued" in r.args["text"]
             ]
         )
         fake.wait_for(
@@ -546,7 +544,7 @@ def test_only_admins_may_ingest(
     post(http, app_url, command_body("/ingest", "handbook", allowed_url, user="UGROUP"), form=True)
     fake.wait_for(
         lambda: [
-            r for r in fake.responses if r.method.endswith("group-member") and "finished" in r.args["text"]
+            r for r in fake.responses if r.method.endswith("group-member") and "Queued" in r.args["text"]
         ]
     )
     assert [j[0] for j in queue.jobs] == ["handbook"]  # the refused one never reached the queue
@@ -610,14 +608,8 @@ class SlowGenerator:
 @pytest.fixture
 def slow_url(services: Services, state: SlackState) -> Iterator[str]:
     slow = AnswerService(services.retriever, SlowGenerator(), services.answer_store)
-    slack = SlackBot(
-        answers=slow,
-        access=services.access,
-        client=bot_from_services(services, state=state).client,
-        signing_secret=SECRET,
-        state=state,
-        stream_after_s=0.05,
-        update_interval_s=0.1,
+    slack = services.slack_bot(
+        answers=slow, state=state, options=SlackOptions(first_update_after_s=0.05, update_interval_s=0.1)
     )
     web = FastAPI()
     web.include_router(slack_router(services, slack))
@@ -682,7 +674,7 @@ def test_socket_mode_answers_through_a_local_websocket(
 ) -> None:
     with SocketModeServer() as ws:
         fake.ws_url = ws.url
-        slack = bot_from_services(services, state=state, socket_mode=True)
+        slack = services.slack_bot(state=state, socket_mode=True)
         handler = socket_handler(slack, "xapp-test")
         handler.connect()
         try:

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from adapters.factory import Services
 from adapters.settings import Settings
-from adapters.slack.app import SlackBot, bot_from_services
+from adapters.slack.app import SlackBot, SlackOptions
 from adapters.slack.http import slack_router
 from adapters.slack.state import SlackState
 from adapters.slack.verified import ACTION_ANSWER_THIS, SHORTCUT_USE_AS_ANSWER, to_markdown
@@ -35,6 +35,8 @@ from tests.fakes.slack_server import (
     serve,
     signed_headers,
 )
+
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 SECRET = "test-signing-secret"
 EXPERT, OTHER_EXPERT, NOBODY = "UEXPERT", "UEXPERT2", "UNOBODY"
@@ -54,14 +56,6 @@ CHAIR_A = (
 )
 PARKING_Q = "Where do visitors park when they come to the office?"
 PARKING_A = "Visitors park on level -2 of the garage; reception hands out a parking ticket on arrival."
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_proxy() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"):
-            mp.delenv(name, raising=False)
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +92,7 @@ def bot(services: Services, redis_url: str) -> Iterator[SlackBot]:
     state = SlackState(redis_url, prefix=f"test:{uuid.uuid4().hex}:")
     # No streaming: under load an answer can take over the default 0.8 s, and a streamed answer
     # ends as a chat.update of its draft, which carries no thread_ts for ask() to match on.
-    slack = bot_from_services(services, state=state, ingest_queue=None, stream_after_s=60)
+    slack = services.slack_bot(state=state, options=SlackOptions(first_update_after_s=60))
     yield slack
     slack.close()
 

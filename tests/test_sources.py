@@ -17,8 +17,8 @@ from pydantic import SecretStr
 from adapters.factory import Services
 from adapters.settings import Settings
 from bot.errors import ConfigError, SourceError
+from bot.ports import Connector, RemoteItem
 from bot.types import UNRESTRICTED, Document
-from knowledge.connectors.base import Connector, RemoteItem
 from knowledge.sources import Source
 from tests.fakes.connectors_server import (
     ConfluenceFake,

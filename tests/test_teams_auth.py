@@ -109,13 +109,12 @@ def test_expired_token_and_wrong_issuer_are_401(base_url: str, openid: OpenIdSer
 
 
 def test_incomplete_credentials_fail_at_start_up(tmp_path: Path) -> None:
-    from adapters.teams.http import gateway_for
     from bot.errors import ConfigError
 
     no_password = Services(Settings(data_dir=tmp_path, microsoft_app_id=APP_ID, _env_file=None))  # type: ignore[call-arg]
     with pytest.raises(ConfigError, match="MicrosoftAppPassword"):
-        gateway_for(no_password)
+        no_password.teams_gateway  # noqa: B018 - built (and checked) on first use
     no_tenant = Services(Settings(data_dir=tmp_path, microsoft_app_id=APP_ID, microsoft_app_password="s",  # type: ignore[call-arg]
                                   microsoft_app_type="SingleTenant", _env_file=None))
     with pytest.raises(ConfigError, match="MicrosoftAppTenantId"):
-        gateway_for(no_tenant)
+        no_tenant.teams_gateway  # noqa: B018 - built (and checked) on first use

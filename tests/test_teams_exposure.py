@@ -30,8 +30,8 @@ from fastapi import FastAPI
 from adapters.factory import Services
 from adapters.settings import Settings
 from adapters.teams.exposure import check_bind, is_loopback_url
-from adapters.teams.handler import REFUSE_INGEST, TeamsBot
-from adapters.teams.http import gateway_for, teams_router
+from adapters.teams.handler import REFUSE_INGEST
+from adapters.teams.http import teams_router
 from adapters.web.app import create_app
 from bot.errors import ConfigError
 from bot.ports import JobStatus
@@ -107,6 +107,9 @@ class Queue:
         self.enqueued.append(target)
         return f"job-{len(self.enqueued)}"
 
+    def enqueue_sync(self, source: str, requested_by: str = "", notify: Mapping[str, str] | None = None) -> str:
+        return self.enqueue_ingest(source, requested_by, notify or {})
+
     def status(self, job_id: str) -> JobStatus:
         return JobStatus(job_id, "done", summary="ok")
 
@@ -153,10 +156,9 @@ def queue() -> Queue:
 @pytest.fixture(scope="module")
 def local_url(services: Services, queue: Queue) -> Iterator[str]:
     """Unauthenticated local testing mode (no app id), as the opt-in serves it."""
-    gateway = gateway_for(services)
+    gateway = services.teams_gateway
     assert not gateway.auth_enabled
-    bot = TeamsBot(services.answers, services.access, gateway, admins=services.settings.teams_admins,
-                   ingest_queue=queue)
+    bot = services.teams_bot(gateway, ingest_queue=queue)
     app = FastAPI()
     app.include_router(teams_router(services, gateway=gateway, bot=bot))
     with serve(app) as url:
@@ -167,8 +169,7 @@ def local_url(services: Services, queue: Queue) -> Iterator[str]:
 def auth_url(services: Services, queue: Queue, openid: OpenIdServer) -> Iterator[str]:
     """Authentication on: tokens from the local OpenID server, replies with the bot's own token."""
     gateway = authenticated_gateway(openid, APP_ID)
-    bot = TeamsBot(services.answers, services.access, gateway, admins=services.settings.teams_admins,
-                   ingest_queue=queue)
+    bot = services.teams_bot(gateway, ingest_queue=queue)
     app = FastAPI()
     app.include_router(teams_router(services, gateway=gateway, bot=bot))
     with serve(app) as url:

@@ -197,3 +197,61 @@ def test_verified_document_carries_badge_and_access() -> None:
     doc = v.document()
     assert doc.id == "verified:abc" and doc.source == "verified" and doc.access == ("hr",)
     assert doc.sections[0].heading_path == ("Verified by @erin, 2026-12-07",)
+
+
+# --- ranking: when a verified answer goes first ---------------------------------------------------
+class _Vectors:
+    """An Embedder with hand-set unit vectors, so the test controls every cosine."""
+
+    name, dimension = "hand-set", 3
+
+    def __init__(self, table: dict[str, list[float]]) -> None:
+        self.table = table
+
+    def _unit(self, text: str) -> Any:
+        import numpy as np
+
+        v = np.asarray(self.table[text], dtype=np.float32)
+        return v / np.linalg.norm(v)
+
+    def embed_query(self, text: str) -> Any:
+        return self._unit(text)
+
+    def embed_documents(self, texts: Any) -> Any:
+        import numpy as np
+
+        return np.stack([self._unit(t) for t in texts])
+
+
+@pytest.mark.parametrize(
+    ("passage_cosine", "promoted"),
+    [(0.40, True), (0.70, False)],  # the verified question's cosine to the query is 0.6 in both
+)
+def test_a_verified_answer_closer_than_every_passage_goes_first(
+    tmp_path: Path, passage_cosine: float, promoted: bool
+) -> None:
+    import math
+
+    from adapters.providers.local_index import LocalIndex
+    from bot.types import Chunk, ScoredChunk
+    from bot.verified import SOURCE, VerifiedRankConfig, VerifiedRanker
+
+    question = "how do I cross out text"
+    answer = VerifiedAnswer(
+        "v1", "strike through words", "Wrap the words in ~~ ~~.", EXPERT, "erin", Platform.SLACK, "C1", "1.0",
+        "1.5", "https://slack.example/x", frozenset({"public"}), datetime.now(UTC),
+    )
+    # cosines to the query [1, 0, 0]: the verified phrasing 0.6 (between accept 0.55 and min 0.75)
+    table = {question: [1.0, 0.0, 0.0], answer.question: [0.6, math.sqrt(1 - 0.36), 0.0]}
+    embedder = _Vectors(table)
+    index = LocalIndex(tmp_path / "index.sqlite")
+    verified_chunk = Chunk("v#0", answer.doc_id, 0, answer.text, "Verified", (), answer.url, SOURCE, "h")
+    index.replace(answer.doc_id, [verified_chunk], embedder.embed_documents([answer.question]))
+    ranker = VerifiedRanker(lambda: [answer], embedder, index, VerifiedRankConfig(min_similarity=0.75, accept_similarity=0.55))
+    passage = Chunk("p#0", "p", 0, "Formatting text in the editor.", "Editor", (), "https://docs/p", "kb", "h")
+    hits = [ScoredChunk(passage, 1.0, {"dense": passage_cosine, "fused": 1.0})]
+
+    ranked = ranker.adjust(embedder.embed_query(question), hits, SearchFilters())
+
+    assert (ranked[0].chunk.doc_id == answer.doc_id) is promoted
+    assert ("verified" in ranked[0].scores) is promoted

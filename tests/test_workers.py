@@ -25,6 +25,7 @@ from adapters.factory import Services
 from adapters.settings import Settings
 from bot.ports import IngestQueue, JobStatus
 from bot.types import UNRESTRICTED
+from tests.contracts import IngestQueueContract
 from tests.fakes.connectors_server import ConfluenceFake, Page, WebsiteFake, ZendeskFake
 
 pytestmark = pytest.mark.services
@@ -295,3 +296,30 @@ def test_ingest_job_counts_files_up_front_reports_rate_and_logs_quietly(
     log = (tmp_path / "worker0.log").read_text()
     # At the default level a task's life is not logged line by line, nor are migrations.
     assert "succeeded in" not in log and "] received" not in log and "Context impl" not in log
+
+
+class TestCeleryIngestQueue(IngestQueueContract):
+    """The IngestQueue contract on a real worker process (tasks sent by name, progress in Redis)."""
+
+    @pytest.fixture
+    def ingest_queue(self, workers: Workers, queue: CeleryIngestQueue) -> IngestQueue:
+        workers.start()
+        return queue
+
+    @pytest.fixture
+    def ingest_target(self, data_dir: Path) -> str:
+        (data_dir / "uploads").mkdir(exist_ok=True)
+        path = data_dir / "uploads" / "leave.md"
+        path.write_text("# Leave\n\nParental leave is sixteen weeks.\n")
+        return str(path)
+
+    @pytest.fixture
+    def sync_source(self, services: Services, tmp_path: Path) -> str:
+        folder = tmp_path / "kb"
+        folder.mkdir()
+        (folder / "vpn.md").write_text("# VPN\n\nInstall the client, then sign in with your badge.\n")
+        return services.source_store.add("kb", "folder", {"path": str(folder)}).name
+
+    @pytest.fixture
+    def bad_target(self) -> str:
+        return "/etc/hostname"  # outside the data directory: refused

@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from adapters.db import doc_versions
-from adapters.providers.sql_store import SqlDocumentStore
+from adapters.db import Database, SqlStore, doc_versions
 from bot.types import Chunk, chunk_from_dict
 
 
@@ -43,8 +42,8 @@ def _aware(value: datetime | None) -> datetime | None:
 class KnowledgeCatalog:
     """Lists current documents (cached until the store changes) and reads one document's chunks."""
 
-    def __init__(self, store: SqlDocumentStore) -> None:
-        self.store = store
+    def __init__(self, db: str | Database) -> None:
+        self.store = SqlStore(db)  # reads the document store's table directly
         self._lock = threading.Lock()
         self._cache: tuple[tuple[object, ...], list[DocumentSummary]] | None = None
 

@@ -145,6 +145,9 @@ class CohereEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return self._embed(texts, "search_document")
 
+    def prepare(self) -> None:
+        """Nothing to prepare: the model is remote."""
+
     def embed_query(self, text: str) -> Vector:
         vector: Vector = self._embed([text], "search_query")[0]
         return vector

@@ -5,13 +5,16 @@ on first use, so the rest of supportbot never needs it. The model is loaded on f
 too, and calls are serialised with a lock (a llama.cpp context is not thread-safe). The
 prompt is the shared grounded prompt of ``bot.prompt``, through the model's own chat
 template (from the .gguf metadata, or ``chat_format``).
+
+``llama`` passes the binding in (the ``llama_cpp.Llama`` class or anything called the same
+way with a ``create_chat_completion`` like it): tests give a small stand-in instead of a model.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +38,10 @@ class LlamaCppGenerator:
         threads: int = 0,
         chat_format: str | None = None,
         seed: int = 0,
+        llama: Callable[..., Any] | None = None,
     ) -> None:
         self._model_path = model_path
+        self._llama = llama
         self._n_ctx = n_ctx
         self._max_tokens = max_tokens
         self._temperature = temperature
@@ -53,12 +58,17 @@ class LlamaCppGenerator:
             return self._llm
         with self._load_lock:
             if self._llm is None:
-                try:
-                    from llama_cpp import Llama
-                except ImportError as exc:
-                    raise ConfigError(
-                        f"the llama-cpp generator needs llama-cpp-python, an optional extra: {INSTALL_HINT}"
-                    ) from exc
+                llama: Callable[..., Any]
+                if self._llama is not None:
+                    llama = self._llama
+                else:
+                    try:
+                        from llama_cpp import Llama
+                    except ImportError as exc:
+                        raise ConfigError(
+                            f"the llama-cpp generator needs llama-cpp-python, an optional extra: {INSTALL_HINT}"
+                        ) from exc
+                    llama = Llama
                 if self._model_path is None:
                     raise ConfigError(
                         "the llama-cpp generator needs SUPPORTBOT_GGUF_PATH (a .gguf model file)"
@@ -66,7 +76,7 @@ class LlamaCppGenerator:
                 if not self._model_path.is_file():
                     raise ConfigError(f"the .gguf model {self._model_path} does not exist")
                 try:
-                    self._llm = Llama(
+                    self._llm = llama(
                         model_path=str(self._model_path),
                         n_ctx=self._n_ctx,
                         n_threads=self._threads or os.cpu_count() or 1,

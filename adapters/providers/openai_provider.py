@@ -143,6 +143,9 @@ class OpenAIEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return self._embed(texts)
 
+    def prepare(self) -> None:
+        """Nothing to prepare: the model is remote."""
+
     def embed_query(self, text: str) -> Vector:
         vector: Vector = self._embed([text])[0]
         return vector

@@ -20,8 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from adapters.db import answers, feedback, reviews, vote_confirmations
-from adapters.providers.sql_store import SqlDocumentStore
+from adapters.db import SqlStore, answers, feedback, reviews, vote_confirmations
 from bot.errors import ProviderRejected, ProviderUnavailable
 from bot.feedback import WEB, WEB_ADMIN_VOTER
 from bot.serialize import answer_from_dict
@@ -91,16 +90,8 @@ def _review(row: Any) -> Review:
     )
 
 
-class SqlReviewStore:
+class SqlReviewStore(SqlStore):
     """Reviews (table ``reviews``) and read-only admin queries over answers and feedback."""
-
-    def __init__(self, url: str) -> None:
-        self._docs = SqlDocumentStore(url)  # shares the engine setup and migrations
-
-    @property
-    def engine(self) -> sa.Engine:
-        """The engine (migrated on first use); ProviderUnavailable when the database is down."""
-        return self._docs.engine
 
     def ping(self) -> None:
         """Raise ProviderUnavailable unless the database answers a trivial query."""

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from adapters.db import source_documents, sources
-from adapters.providers.sql_store import SqlDocumentStore
+from adapters.db import SqlStore, source_documents, sources
 from bot.errors import ConfigError, ProviderUnavailable
-from knowledge.sources import Source, SourceDocument
+from bot.ports import SourceDocument
+from knowledge.sources import Source
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -21,15 +21,8 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-class SqlSourceStore:
-    """Sources and their sync state on any SQLAlchemy database (shares the document store's engine)."""
-
-    def __init__(self, url: str) -> None:
-        self._docs = SqlDocumentStore(url)  # engine setup and migrations
-
-    @property
-    def engine(self) -> sa.Engine:
-        return self._docs.engine
+class SqlSourceStore(SqlStore):
+    """Sources and their sync state (SyncStateStore) on any SQLAlchemy database."""
 
     # --- registry --------------------------------------------------------------------------------
     def add(

@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from adapters.db import (
+    SqlStore,
     answers,
     doc_id_renames,
     doc_versions,
     feedback,
     ingest_runs,
-    make_engine,
-    migrate,
     vote_confirmations,
 )
 from bot.errors import ProviderRejected, ProviderUnavailable
@@ -33,23 +32,8 @@ if TYPE_CHECKING:
 KEEP_VERSIONS = 2  # the current one and the one before it
 
 
-class SqlDocumentStore:
+class SqlDocumentStore(SqlStore):
     """DocumentStore on any SQLAlchemy database (SQLite by default)."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._engine: sa.Engine | None = None
-
-    @property
-    def engine(self) -> sa.Engine:
-        if self._engine is None:
-            engine = make_engine(self._url)
-            try:
-                migrate(engine)
-            except sa.exc.OperationalError as exc:
-                raise ProviderUnavailable(f"database unavailable: {type(exc.orig).__name__}") from None
-            self._engine = engine
-        return self._engine
 
     def states(self, source: str | None = None) -> dict[str, DocumentState]:
         latest = (
@@ -191,15 +175,8 @@ def _stored(row: sa.Row) -> StoredVersion:  # type: ignore[type-arg]
     return StoredVersion(state, chunks, vectors)
 
 
-class SqlAnswerStore:
+class SqlAnswerStore(SqlStore):
     """AnswerStore on any SQLAlchemy database: answers with traces, and one vote per user per answer."""
-
-    def __init__(self, url: str) -> None:
-        self._docs = SqlDocumentStore(url)  # shares the engine setup and migrations
-
-    @property
-    def engine(self) -> sa.Engine:
-        return self._docs.engine
 
     def save_answer(self, answer: Answer) -> None:
         payload = json.dumps(answer_to_dict(answer))
@@ -258,7 +235,6 @@ class SqlAnswerStore:
         ]
 
     def vote_records(self) -> list[VoteRecord]:
-        """Every vote on an answered question, with the searched query and the cited chunks."""
         from bot.feedback import VoteRecord
 
         query = (

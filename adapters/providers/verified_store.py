@@ -12,8 +12,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from adapters.db import answers, feedback, verified_answers
-from adapters.providers.sql_store import SqlDocumentStore
+from adapters.db import SqlStore, answers, feedback, verified_answers
 from bot.errors import ProviderUnavailable
 from bot.serialize import answer_from_dict
 from bot.types import Platform
@@ -27,15 +26,8 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-class SqlVerifiedStore:
-    """Verified answers in the ``verified_answers`` table (migration 0007)."""
-
-    def __init__(self, url: str) -> None:
-        self._docs = SqlDocumentStore(url)  # shares the engine setup and migrations
-
-    @property
-    def engine(self) -> sa.Engine:
-        return self._docs.engine
+class SqlVerifiedStore(SqlStore):
+    """VerifiedStore: verified answers in the ``verified_answers`` table (migration 0007)."""
 
     def save(self, v: VerifiedAnswer) -> None:
         values = dict(

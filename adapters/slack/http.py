@@ -15,17 +15,16 @@ from fastapi import APIRouter, Request, Response
 from slack_bolt import BoltRequest
 from starlette.concurrency import run_in_threadpool
 
-from adapters.slack.app import SlackBot, bot_from_services
-
 if TYPE_CHECKING:
     from adapters.factory import Services
+    from adapters.slack.app import SlackBot
 
 log = logging.getLogger(__name__)
 
 
 def slack_router(services: Services, bot: SlackBot | None = None) -> APIRouter:
     """A router serving ``POST /slack/events`` with the Slack app for ``services`` (or ``bot``)."""
-    slack = bot or bot_from_services(services)
+    slack = bot or services.slack_bot()
     router = APIRouter()
 
     @router.post("/slack/events", include_in_schema=False)

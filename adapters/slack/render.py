@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from bot import messages
 from bot.links import Link, replace_links, safe_link
 from bot.types import Answer, Citation, Decision, Vote
 
@@ -319,10 +320,9 @@ def metadata(answer_id: str) -> dict[str, Any]:
 
 
 def thanks_text(vote: Vote) -> str:
-    """The ephemeral thank-you after a vote."""
-    if vote == Vote.UP:
-        return "Thanks for the feedback! Glad it helped. :+1:"
-    return "Thanks for the feedback. It helps us fix what the bot got wrong."
+    """The ephemeral thank-you after a vote (``bot.messages.thanks``, with Slack's emoji)."""
+    text = messages.thanks(vote)
+    return f"{text} :+1:" if vote == Vote.UP else text
 
 
 def comment_prompt_blocks(answer_id: str) -> list[Block]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-from adapters.slack.app import SlackBot, bot_from_services
+from adapters.slack.app import SlackBot
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def run_socket_mode(services: Services) -> None:
     token = services.settings.slack_app_token
     if token is None:
         raise ConfigError("Socket Mode needs SLACK_APP_TOKEN (an app-level token with connections:write)")
-    bot = bot_from_services(services, socket_mode=True)
+    bot = services.slack_bot(socket_mode=True)
     handler = socket_handler(bot, token.get_secret_value())
     log.info("Slack Socket Mode: connecting")
     try:

@@ -93,7 +93,7 @@ class SlackVerified:
     def awaits_expert(self, channel: str, thread_ts: str, user: str) -> bool:
         """A reply in a thread that waits for an expert, from an expert: the answer, not a question."""
         try:
-            if not self.service.is_expert(Platform.SLACK, channel, user, admin=user in self.bot.admins):
+            if not self.service.is_expert(Platform.SLACK, channel, user, admin=self.bot.is_listed_admin(user)):
                 return False
             return self.service.awaits_answer(Platform.SLACK, channel, thread_ts)
         except Exception as exc:  # noqa: BLE001 - when unsure, answer the message as before
@@ -205,10 +205,7 @@ class SlackVerified:
             return ""
 
     def _admin(self, user: str) -> bool:
-        try:
-            return self.bot._may_ingest(user)  # the bot's admins: listed, or in the admin user group
-        except SlackClientError:
-            return user in self.bot.admins
+        return self.bot.is_admin(user)  # the bot's admins: listed, or in the admin user group
 
     def _tell(self, channel: str, user: str, thread_ts: str, text: str) -> None:
         try:

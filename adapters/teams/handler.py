@@ -1,9 +1,11 @@
 """The Teams bot: turns Teams activities into core calls and core results into replies.
 
-It only translates. Who may see what comes from ``AccessResolver``; what to answer (or
-decline) from ``AnswerService``; long ingest work goes to the injected ``IngestQueue``.
-It speaks to Teams through :class:`adapters.teams.protocol.TurnIO` and never imports
-botbuilder, so it moves unchanged to the Agents SDK.
+It only translates: parse (``adapters/teams/activity.py``) → the conversation core
+(:class:`bot.conversation.Conversation`: limits, access, admins, votes, ``ingest``, every
+sentence) → render (``adapters/teams/render.py``). Ingest progress and results are posted by
+the worker (``adapters/teams/notify.py``), not watched from here. It speaks to Teams through
+:class:`adapters.teams.protocol.TurnIO` and never imports botbuilder, so it moves unchanged
+to the Agents SDK.
 
 Paths handled (``on_turn`` dispatches on the wire activity):
 
@@ -21,23 +23,21 @@ import asyncio
 import json
 import logging
 import re
-import time
-from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from adapters.teams import render
 from adapters.teams import verified as verified_card
 from adapters.teams.activity import Incoming, parse
+from adapters.teams.delivery import Reply, TeamsStream, UpdatedMessage, answer_events
 from adapters.teams.memory import ConversationHistory, ReplyIndex
+from adapters.teams.notify import address_from_reference
 from adapters.teams.protocol import ChannelGateway, InvokeReply, TurnIO
-from bot.access import AccessResolver
-from bot.answering import AnswerService
-from bot.errors import RateLimited, SupportbotError
-from bot.ports import IngestQueue, JobStatus
-from bot.ratelimit import Throttle, polite_text
-from bot.types import Answer, Decision, Feedback, Platform, Question, Vote
+from bot import messages
+from bot.conversation import FIRST_UPDATE_AFTER_S, UPDATE_INTERVAL_S, Cadence, ChatMessage, Conversation
+from bot.errors import SupportbotError
+from bot.types import Answer, Decision, Platform, Question, Vote
 from bot.verified import FAILED_TEXT as FAILED_VERIFIED_TEXT
 from bot.verified import UNVERIFIED_IDENTITY_TEXT, VerifiedService
 
@@ -47,138 +47,42 @@ _INGEST = re.compile(r"^ingest\s+(?P<target>\S.*)$", re.IGNORECASE | re.DOTALL)
 _REACTION_VOTES = {"like": Vote.UP, "heart": Vote.UP, "sad": Vote.DOWN, "angry": Vote.DOWN}
 _FEEDBACK_REACTIONS = {"like": Vote.UP, "dislike": Vote.DOWN}
 
-HELP = (
-    "Ask me a support question and I'll answer from the knowledge base, with sources. "
-    "In a channel or group chat, @mention me. Admins can add knowledge with `ingest <url or source>`."
-)
-REFUSE_INGEST = "Sorry, only the bot's admins can add knowledge. Ask one of them to run `ingest` for you."
-NO_QUEUE = "Ingest isn't available here: no worker queue is configured for this bot."
-FAILED = "Sorry, something went wrong while answering. Please try again in a moment."
+HELP = messages.HELP
+REFUSE_INGEST = messages.REFUSE_INGEST
+FAILED = messages.FAILED
 
 
 @dataclass(frozen=True)
 class TeamsOptions:
-    """Timing knobs. Teams throttles streaming and updates to about one per second."""
+    """Timing knobs (the core's cadence by default). Teams throttles updates to about one per second."""
 
-    first_update_after_s: float = 0.8  # answers ready sooner go out as one card, no partials
-    update_interval_s: float = 1.0
-    ingest_poll_s: float = 2.0
-    ingest_progress_every_s: float = 15.0
-    ingest_timeout_s: float = 3600.0
-
-
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-_DONE = object()
-
-
-class _Reply:
-    """Shows a growing answer, then the final card. Subclasses pick Teams streaming or updates."""
-
-    def __init__(self, turn: TurnIO, options: TeamsOptions) -> None:
-        self.turn = turn
-        self.options = options
-        self.started = time.monotonic()
-        self.last = 0.0
-        self.broken = False
-
-    def due(self) -> bool:
-        now = time.monotonic()
-        if self.broken or now - self.started < self.options.first_update_after_s:
-            return False
-        return now - self.last >= self.options.update_interval_s
-
-    async def progress(self, text: str) -> None:
-        if not self.due():
-            return
-        self.last = time.monotonic()
-        try:
-            await self.push(text)
-        except Exception as exc:  # noqa: BLE001 - a failed partial must not lose the answer
-            log.warning("teams: streaming update failed (%s); sending the answer when done", exc)
-            self.broken = True
-
-    async def push(self, text: str) -> None:
-        raise NotImplementedError
-
-    async def finish(self, answer: Answer) -> list[str]:
-        raise NotImplementedError
-
-
-class _TeamsStream(_Reply):
-    """Teams streaming (personal chats): typing activities with ``streaminfo``, then a final message."""
-
-    sequence = 0
-    stream_id = ""
-
-    async def push(self, text: str) -> None:
-        self.sequence += 1
-        sent = await self.turn.send(render.stream_chunk(text, self.sequence, self.stream_id))
-        self.stream_id = self.stream_id or sent
-
-    async def finish(self, answer: Answer) -> list[str]:
-        if not self.stream_id or self.broken:
-            return [await self.turn.send(render.answer_activity(answer))]
-        sent = await self.turn.send(render.stream_final(answer, self.stream_id))
-        return [self.stream_id, sent]
-
-
-class _UpdatedMessage(_Reply):
-    """Channels and group chats: one message, updated as the answer grows, then replaced by the card."""
-
-    reply_id = ""
-
-    async def push(self, text: str) -> None:
-        if self.reply_id:
-            await self.turn.update(self.reply_id, render.partial_activity(text))
-        else:
-            self.reply_id = await self.turn.send(render.partial_activity(text))
-
-    async def finish(self, answer: Answer) -> list[str]:
-        if self.reply_id:
-            try:
-                await self.turn.update(self.reply_id, render.answer_activity(answer))
-                return [self.reply_id]
-            except Exception as exc:  # noqa: BLE001 - fall back to a new message
-                log.warning("teams: could not update the partial reply (%s); sending a new one", exc)
-        return [await self.turn.send(render.answer_activity(answer))]
+    first_update_after_s: float = FIRST_UPDATE_AFTER_S  # answers ready sooner go out as one card
+    update_interval_s: float = UPDATE_INTERVAL_S
 
 
 class TeamsBot:
-    """The Teams bot logic. Constructing it has no side effects; state is bounded memory."""
+    """The Teams bot: parse → :class:`Conversation` → render. No side effects on construction;
+    its state is bounded memory."""
 
     def __init__(
         self,
-        answers: AnswerService,
-        access: AccessResolver,
+        conversation: Conversation,
         gateway: ChannelGateway,
         *,
-        admins: Sequence[str] = (),
-        ingest_queue: IngestQueue | Callable[[], IngestQueue] | None = None,
         history: ConversationHistory | None = None,
         replies: ReplyIndex | None = None,
         options: TeamsOptions | None = None,
-        throttle: Throttle | None = None,
         directory: Callable[[Incoming], frozenset[str]] | None = None,
         verified_identity: bool | None = None,
         verified: VerifiedService | None = None,
     ) -> None:
-        self.answers = answers
-        self.access = access
+        self.conversation = conversation
         self.gateway = gateway
-        self.admins = frozenset(a.strip().lower() for a in admins if a.strip())
-        # A callable is resolved at the first ``ingest``: the Celery queue needs Redis, and a
-        # bot without one must still answer questions.
-        self._ingest_queue = ingest_queue
         self.history = history or ConversationHistory()
         self.replies = replies or ReplyIndex()
         self._offered: set[str] = set()  # answers whose 👎 already invited the experts (this process)
         self.options = options or TeamsOptions()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.throttle = throttle
         # The asker's directory (AAD) groups, mapped to access groups; blocking (Graph), so run in a thread.
         self.directory = directory
         # Whether the ids an activity carries (aadObjectId, conversation, member look-ups through its
@@ -186,22 +90,6 @@ class TeamsBot:
         # mode) they are claims anyone can make: public knowledge only, never an admin.
         self.verified_identity = gateway.auth_enabled if verified_identity is None else verified_identity
         self.verified = verified  # experts' answers from the "Answer this" card (adapters/teams/verified.py)
-
-    def ingest_queue(self) -> IngestQueue | None:
-        """The injected queue (resolving a factory once); ``None`` when none is configured."""
-        queue = self._ingest_queue
-        if queue is None or isinstance(queue, IngestQueue):
-            return queue
-        try:
-            resolved = queue()
-        except SupportbotError as exc:
-            log.warning("teams: no ingest queue: %s", exc)
-            return None
-        except Exception:  # noqa: BLE001 - a broken queue must not break answering
-            log.exception("teams: the ingest queue could not be built")
-            return None
-        self._ingest_queue = resolved
-        return resolved
 
     # -- background work ---------------------------------------------------------------------
     def spawn(self, work: Coroutine[Any, Any, Any], name: str = "teams") -> asyncio.Task[Any]:
@@ -217,9 +105,25 @@ class TeamsBot:
             log.error("teams: %s failed", task.get_name(), exc_info=task.exception())
 
     async def drain(self) -> None:
-        """Wait for every background turn and ingest watcher to finish (tests, shutdown)."""
+        """Wait for every background turn to finish (tests, shutdown)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- parse -------------------------------------------------------------------------------
+    def chat_message(self, inc: Incoming) -> ChatMessage:
+        """The core's view of an incoming message: who, where, private or not, authenticated or not."""
+        _, _, thread = inc.conversation_id.partition(";messageid=")
+        return ChatMessage(
+            platform=Platform.TEAMS,
+            asker=inc.voter,
+            conversation=inc.conversation_id,
+            text=inc.text,
+            private=inc.personal,
+            thread=thread or inc.id,
+            history=self.history.get(inc.conversation_id),
+            access_conversations=(inc.access_conversation, *((inc.team_id,) if inc.team_id else ())),
+            verified=self.verified_identity,
+        )
 
     # -- dispatch ----------------------------------------------------------------------------
     async def on_turn(self, turn: TurnIO) -> InvokeReply | None:
@@ -249,16 +153,11 @@ class TeamsBot:
         if not inc.text or inc.text.lower() in ("help", "?", "hi", "hello"):
             await turn.send(render.text_activity(HELP))
             return
-        match = _INGEST.match(inc.text)
-        if self.throttle is not None:
-            try:
-                check = self.throttle.ingest if match else self.throttle.question
-                await asyncio.to_thread(check, Platform.TEAMS.value, inc.voter, inc.access_conversation)
-            except RateLimited as exc:
-                await turn.send(render.text_activity(polite_text(exc, "ingests" if match else "questions")))
-                return
-        if match:
+        if match := _INGEST.match(inc.text):
             await self._ingest(turn, inc, match.group("target").strip())
+            return
+        if limited := await asyncio.to_thread(self.conversation.limited, self.chat_message(inc)):
+            await turn.send(render.text_activity(limited))
             return
         await self._answer(turn, inc)
 
@@ -273,10 +172,7 @@ class TeamsBot:
                 return InvokeReply(200, _card_message(await self._mark_verified(turn, inc, data)))
             if not isinstance(data, Mapping) or data.get("supportbot") != "feedback":
                 return InvokeReply(200, _card_error(400, "unknown action"))
-            ok = await self._card_vote(inc, data, turn)
-            if not ok:
-                return InvokeReply(200, _card_message("Sorry, I couldn't find that answer any more."))
-            return InvokeReply(200, _card_message("Thanks for the feedback!"))
+            return InvokeReply(200, _card_message(await self._card_vote(inc, data, turn)))
         return InvokeReply(501, None)
 
     async def _on_conversation_update(self, turn: TurnIO) -> None:
@@ -287,65 +183,19 @@ class TeamsBot:
             await turn.send(render.text_activity("Hi! " + HELP))
 
     # -- answering ---------------------------------------------------------------------------
-    def question_for(self, inc: Incoming, directory_groups: frozenset[str] = frozenset()) -> Question:
-        """The core's Question for an incoming message: access groups, history, thread."""
-        groups = self.access.groups_for(
-            platform=Platform.TEAMS.value, conversation=inc.access_conversation, user=inc.voter,
-            private_chat=inc.personal, directory_groups=directory_groups, verified=self.verified_identity,
+    def question_for(self, inc: Incoming) -> Question:
+        """The core's Question for an incoming message (blocking: the directory may call Graph)."""
+        directory = self.directory
+        return self.conversation.question(
+            self.chat_message(inc), None if directory is None else (lambda: directory(inc))
         )
-        if inc.team_id:
-            groups |= self.access.groups_for(
-                platform=Platform.TEAMS.value, conversation=inc.team_id, user=inc.voter, private_chat=inc.personal,
-                verified=self.verified_identity,
-            )
-        _, _, thread = inc.conversation_id.partition(";messageid=")
-        return Question(
-            text=inc.text,
-            asker=inc.voter,
-            platform=Platform.TEAMS,
-            conversation=inc.conversation_id,
-            thread=thread or inc.id,
-            history=self.history.get(inc.conversation_id),
-            groups=groups,
-        )
-
-    async def _events(self, question: Question) -> AsyncGenerator[str | Answer, None]:
-        """AnswerService.stream (blocking: retrieval, models) run in a thread, as async events."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-
-        def work() -> None:
-            try:
-                for event in self.answers.stream(question):
-                    loop.call_soon_threadsafe(queue.put_nowait, event)
-            except BaseException as exc:  # noqa: BLE001 - handed to the event loop and re-raised there
-                loop.call_soon_threadsafe(queue.put_nowait, _Failed(exc))
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
-
-        running = loop.run_in_executor(None, work)
-        try:
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, _Failed):
-                    raise item.error
-                assert isinstance(item, str | Answer)
-                yield item
-        finally:
-            await running
-
-    async def _directory_groups(self, inc: Incoming) -> frozenset[str]:
-        if self.directory is None or not inc.personal or not self.verified_identity:
-            return frozenset()  # directory groups only count where nobody else reads the answer
-        try:
-            return await asyncio.to_thread(self.directory, inc)
-        except Exception as exc:  # noqa: BLE001 - without the directory the asker sees less, never more
-            log.warning("teams: directory groups unavailable (%s); answering without them", type(exc).__name__)
-            return frozenset()
 
     async def _answer(self, turn: TurnIO, inc: Incoming) -> None:
-        question = self.question_for(inc, await self._directory_groups(inc))
-        reply: _Reply = (_TeamsStream if inc.personal else _UpdatedMessage)(turn, self.options)
-        events = self._events(question)
+        question = await asyncio.to_thread(self.question_for, inc)
+        reply: Reply = (TeamsStream if inc.personal else UpdatedMessage)(
+            turn, Cadence(self.options.first_update_after_s, self.options.update_interval_s)
+        )
+        events = answer_events(self.conversation.stream, question)
         # The typing indicator goes out while retrieval already runs in its thread.
         first = asyncio.ensure_future(anext(events))
         try:
@@ -413,19 +263,12 @@ class TeamsBot:
     # -- feedback ----------------------------------------------------------------------------
     async def _record(
         self, inc: Incoming, answer_id: str, vote: Vote, comment: str = "", turn: TurnIO | None = None
-    ) -> bool:
-        answer = await asyncio.to_thread(self.answers.get_answer, answer_id) if answer_id else None
-        if answer is None:
-            log.info("teams: vote on unknown answer %r ignored", answer_id)
-            return False
-        feedback = Feedback(
-            answer_id=answer_id, user=inc.voter, platform=Platform.TEAMS, vote=vote, comment=comment,
-            created_at=datetime.now(UTC),
-        )
-        await asyncio.to_thread(self.answers.record_feedback, feedback)
-        if vote == Vote.DOWN and turn is not None:
-            await self._after_down_vote(turn, inc, answer)
-        return True
+    ) -> str:
+        """Record a vote through the core; returns what to tell the voter."""
+        result = await asyncio.to_thread(self.conversation.vote, Platform.TEAMS, inc.voter, answer_id, vote, comment)
+        if result.recorded and vote == Vote.DOWN and turn is not None and result.answer is not None:
+            await self._after_down_vote(turn, inc, result.answer)
+        return result.text
 
     async def _after_down_vote(self, turn: TurnIO, inc: Incoming, answer: Answer) -> None:
         """After a 👎 on an answer where colleagues read along, invite the experts to answer it
@@ -443,11 +286,11 @@ class TeamsBot:
         except Exception as exc:  # noqa: BLE001 - the vote is recorded either way
             log.warning("teams: could not offer 'Answer this' after a 👎: %s", exc)
 
-    async def _card_vote(self, inc: Incoming, data: Mapping[str, Any], turn: TurnIO | None = None) -> bool:
+    async def _card_vote(self, inc: Incoming, data: Mapping[str, Any], turn: TurnIO | None = None) -> str:
         try:
             vote = Vote(str(data.get("vote")))
         except ValueError:
-            return False
+            return messages.VOTE_UNKNOWN_ANSWER
         return await self._record(inc, str(data.get("answer_id") or ""), vote, turn=turn)
 
     async def _builtin_feedback(
@@ -470,96 +313,38 @@ class TeamsBot:
             if vote is not None and answer_id:
                 await self._record(inc, answer_id, vote, turn=turn)
 
-    # -- ingest ------------------------------------------------------------------------------
+    # -- admins and ingest -------------------------------------------------------------------
     async def is_admin(self, turn: TurnIO, inc: Incoming) -> bool:
-        """Whether the sender is in ``teams_admins``, by AAD object id or by UPN.
+        """Whether the sender is an admin (the core's rule): listed by AAD object id, or by the
+        UPN Teams gives for the member (looked up only when a UPN is listed; never for an
+        unauthenticated activity, whose member look-up would go to a serviceUrl the sender chose)."""
+        confirm = self._upn_confirm(turn, inc, asyncio.get_running_loop())
+        return await asyncio.to_thread(self.conversation.is_admin, self.chat_message(inc), confirm)
 
-        Never for an unauthenticated activity: its aadObjectId is a claim, and the member
-        look-up would go to the serviceUrl the same sender chose (and answer as they like).
-        """
-        if not self.admins or not self.verified_identity:
-            return False
-        if inc.user_aad and inc.user_aad.lower() in self.admins:
-            return True
-        if not any("@" in a for a in self.admins) or not inc.user_id:
-            return False
-        try:
-            member = await turn.member(inc.user_id)  # Teams does not put the UPN in activities
-        except Exception as exc:  # noqa: BLE001 - an unconfirmable admin is not an admin
-            log.warning("teams: could not look up member %s: %s", inc.user_id, exc)
-            return False
-        upn = str(member.get("userPrincipalName") or member.get("email") or "").lower()
-        return bool(upn) and upn in self.admins
+    def _upn_confirm(
+        self, turn: TurnIO, inc: Incoming, loop: asyncio.AbstractEventLoop
+    ) -> Callable[[frozenset[str]], bool]:
+        def confirm(admins: frozenset[str]) -> bool:
+            if not any("@" in a for a in admins) or not inc.user_id:
+                return False
+            # Teams does not put the UPN in activities: ask the channel, on the turn's loop.
+            member = asyncio.run_coroutine_threadsafe(turn.member(inc.user_id), loop).result(timeout=30)
+            upn = str(member.get("userPrincipalName") or member.get("email") or "").lower()
+            return bool(upn) and upn in admins
 
-    async def _ingest(self, turn: TurnIO, inc: Incoming, target: str) -> None:
-        if not await self.is_admin(turn, inc):
-            await turn.send(render.text_activity(REFUSE_INGEST))
-            return
-        queue = self.ingest_queue()
-        if queue is None:
-            await turn.send(render.text_activity(NO_QUEUE))
-            return
-        reference = turn.reference()
-        notify = {
-            "platform": Platform.TEAMS.value,
-            "conversation": inc.conversation_id,
-            "user": inc.voter,
-            "reference": json.dumps(reference),
-        }
-        try:
-            job_id = await asyncio.to_thread(queue.enqueue_ingest, target, f"teams:{inc.voter}", notify)
-        except SupportbotError as exc:  # our own errors never carry secrets: show the reason
-            await turn.send(render.text_activity(f"Couldn't queue the ingest of `{target}`: {exc}"))
-            return
-        except Exception:  # noqa: BLE001 - broker errors: log them, tell the admin briefly
-            log.exception("teams: ingest of %s could not be queued", target)
-            await turn.send(render.text_activity("Sorry, I couldn't queue that ingest. Please try again later."))
-            return
-        await turn.send(render.text_activity(f"Queued the ingest of `{target}` (job `{job_id}`). I'll post progress here."))
-        self.spawn(self.watch_ingest(queue, job_id, target, reference), name=f"ingest watcher {job_id}")
+        return confirm
 
-    async def watch_ingest(self, queue: IngestQueue, job_id: str, target: str, reference: Mapping[str, Any]) -> None:
-        """Poll the job until it finishes; post progress and the result to the conversation."""
-        o = self.options
-        started = last_report = time.monotonic()
-        last: JobStatus | None = None
-        while time.monotonic() - started < o.ingest_timeout_s:
-            await asyncio.sleep(o.ingest_poll_s)
-            try:
-                status = await asyncio.to_thread(queue.status, job_id)
-            except SupportbotError as exc:
-                log.warning("teams: status of job %s unavailable: %s", job_id, exc)
-                continue
-            if status.finished:
-                if status.state == "done":
-                    await self.notify(reference, f"Finished ingesting `{target}`: {status.summary or 'done'}.")
-                else:
-                    await self.notify(reference, f"Ingest of `{target}` failed: {status.error or 'unknown error'}.")
-                return
-            changed = last is None or status.state != last.state
-            moved = last is not None and status.done != last.done
-            if changed and status.state == "running" or moved and time.monotonic() - last_report >= o.ingest_progress_every_s:
-                await self.notify(reference, _progress(target, status))
-                last_report = time.monotonic()
-            last = status
-        await self.notify(reference, f"Stopped watching the ingest of `{target}` (job `{job_id}`); it is still running.")
-
-    async def notify(self, reference: Mapping[str, Any], text: str) -> None:
-        """Post ``text`` proactively in the referenced conversation (failures are logged)."""
-
-        async def send(turn: TurnIO) -> None:
-            await turn.send(render.text_activity(text))
-
-        try:
-            await self.gateway.continue_conversation(reference, send)
-        except Exception as exc:  # noqa: BLE001 - a lost progress note must not stop the watcher
-            log.warning("teams: proactive message failed: %s", exc)
-
-
-def _progress(target: str, status: JobStatus) -> str:
-    total = f" of {status.total}" if status.total is not None else ""
-    current = f" (now: {status.current})" if status.current else ""
-    return f"Ingesting `{target}`: {status.done}{total} documents so far{current}."
+    async def _ingest(self, turn: TurnIO, inc: Incoming, argument: str) -> None:
+        address = address_from_reference(turn.reference(), inc.user_id)
+        reply = await asyncio.to_thread(
+            self.conversation.request_ingest,
+            self.chat_message(inc),
+            argument,
+            address,
+            self._upn_confirm(turn, inc, asyncio.get_running_loop()),
+            usage=messages.INGEST_USAGE_TEAMS,
+        )
+        await turn.send(render.text_activity(reply.text))
 
 
 def _feedback_text(raw: object) -> str:

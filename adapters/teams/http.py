@@ -26,50 +26,8 @@ from adapters.teams.protocol import (
     Unauthorized,
     UnendorsedServiceUrl,
 )
-from bot.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-def gateway_for(services: Services) -> ChannelGateway:
-    """The Bot Framework gateway configured from the settings (the one botbuilder import site)."""
-    from adapters.teams.botframework import BotFrameworkConfig, BotFrameworkGateway
-
-    s = services.settings
-    password = s.microsoft_app_password.get_secret_value() if s.microsoft_app_password else ""
-    # Checked here so a misconfigured bot fails at start-up, not with a 500 on each request.
-    if s.microsoft_app_id and s.microsoft_app_type != "UserAssignedMSI" and not password:
-        raise ConfigError("MicrosoftAppId is set but MicrosoftAppPassword is not")
-    if s.microsoft_app_type in ("SingleTenant", "UserAssignedMSI") and s.microsoft_app_id and not s.microsoft_app_tenant_id:
-        raise ConfigError(f"MicrosoftAppType={s.microsoft_app_type} needs MicrosoftAppTenantId")
-    return BotFrameworkGateway(
-        BotFrameworkConfig(
-            app_id=s.microsoft_app_id,
-            app_password=password,
-            tenant_id=s.microsoft_app_tenant_id,
-            app_type=s.microsoft_app_type,
-        )
-    )
-
-
-def bot_for(services: Services, gateway: ChannelGateway) -> TeamsBot:
-    """The Teams bot over the services. The ingest queue is ``services.ingest_queue``, looked
-    up at the first ``ingest`` (it needs Redis; without it ``ingest`` says it is unavailable)."""
-    directory = None
-    if services.settings.teams_aad_groups:
-        from adapters.teams.directory import directory_for
-
-        directory = directory_for(services.settings)
-    return TeamsBot(
-        services.answers,
-        services.access,
-        gateway,
-        admins=services.settings.teams_admins,
-        ingest_queue=lambda: services.ingest_queue,
-        throttle=services.throttle,
-        directory=directory,
-        verified=services.verified,
-    )
 
 
 def teams_router(
@@ -80,8 +38,8 @@ def teams_router(
     Whether to mount it at all is the caller's decision (``adapters.teams.exposure.teams_mode``:
     the web app mounts it only with an app id or the explicit local-testing opt-in).
     """
-    gateway = gateway or gateway_for(services)
-    bot = bot or bot_for(services, gateway)
+    gateway = gateway or services.teams_gateway
+    bot = bot or services.teams_bot(gateway)
     if gateway.auth_enabled:
         log.info(startup_line("authenticated", services.settings.microsoft_app_id))
     else:

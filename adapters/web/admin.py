@@ -302,12 +302,7 @@ def admin_router(services: Services, auth: WebAuth, reviews: SqlReviewStore) -> 
         if source is None:
             raise HTTPException(404, f"no source named {name!r}")
         try:
-            queue = services.ingest_queue
-            enqueue = getattr(queue, "enqueue_sync", None)
-            if enqueue is None:  # an IngestQueue without the sync extension: ingest the source by name
-                job_id = queue.enqueue_ingest(source.name, requested_by="web:admin", notify={})
-            else:
-                job_id = enqueue(source.name, requested_by="web:admin")
+            job_id = services.ingest_queue.enqueue_sync(source.name, requested_by="web:admin")
         except SupportbotError as exc:
             raise HTTPException(503, f"could not queue the sync: {exc}") from None
         with jobs_lock:
@@ -352,9 +347,9 @@ def admin_router(services: Services, auth: WebAuth, reviews: SqlReviewStore) -> 
         return {"ok": True}
 
     # --- the Knowledge tab -------------------------------------------------------------------------
-    from adapters.providers.catalog import DocumentSummary, KnowledgeCatalog
+    from adapters.providers.catalog import DocumentSummary
 
-    catalog = KnowledgeCatalog(services.document_store)  # type: ignore[arg-type]
+    catalog = services.catalog
     uploads: dict[str, str] = {}  # job id -> file name, the uploads started from this page
     max_bytes = int(services.settings.max_file_mb * 1024 * 1024)
 

@@ -19,9 +19,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.factory import Services
-from adapters.providers.review_store import SqlReviewStore
 from adapters.web.admin import admin_router
-from adapters.web.auth import WebAuth
 from adapters.web.chat import chat_router
 from adapters.web.limits import BodySizeLimit
 from adapters.web.observability import observability_router
@@ -90,8 +88,8 @@ def create_app(services: Services) -> FastAPI:
 
         app.include_router(teams_router(services))
 
-    auth = WebAuth(settings)
-    reviews = SqlReviewStore(settings.sqlalchemy_url)
+    auth = services.web_auth()
+    reviews = services.review_store
     app.state.web_auth = auth
     app.state.review_store = reviews
     if auth.enabled and not auth.persistent_secret:

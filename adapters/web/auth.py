@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from fastapi import HTTPException, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from adapters.db import Database, SqlStore
 from adapters.settings import Settings
 from bot.errors import ConfigError
 
@@ -69,19 +70,12 @@ class SessionRevocations:
     When the database cannot be asked, a session counts as revoked (fail closed).
     """
 
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._store: object | None = None
+    def __init__(self, db: str | Database) -> None:
+        self._store = SqlStore(db)  # the engine is made (and migrated) on first use
         self._local: set[str] = set()  # revoked by this process: no database round trip needed
-        self._lock = threading.Lock()
 
     def _engine(self) -> sa.Engine:
-        from adapters.providers.sql_store import SqlDocumentStore
-
-        with self._lock:
-            if self._store is None:
-                self._store = SqlDocumentStore(self._url)  # shares engine setup and migrations
-        return self._store.engine  # type: ignore[attr-defined, no-any-return]
+        return self._store.engine
 
     def revoke(self, sid: str) -> None:
         """End session ``sid`` everywhere (idempotent)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.errors import ConfigError
-from knowledge.connectors.base import Connector, ConnectorContext, RemoteItem
+from bot.ports import Connector, RemoteItem
+from knowledge.connectors.base import ConnectorContext
 
 __all__ = ["KINDS", "Connector", "ConnectorContext", "RemoteItem", "make_connector"]
 

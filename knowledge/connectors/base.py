@@ -9,51 +9,13 @@ source costs one listing and no fetching, parsing or embedding.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any, Protocol, runtime_checkable
 
 from bot.errors import ConfigError
-from bot.types import PUBLIC, Document
+from bot.types import PUBLIC
 from knowledge.fetch import Fetcher
-
-
-@dataclass(frozen=True)
-class RemoteItem:
-    """One item a connector found at the source.
-
-    ``marker`` changes whenever the item changes (version, updated time, blob sha); ``None``
-    means the source cannot tell, and the item is loaded on every sync (its content hash
-    then decides whether anything is embedded). ``payload`` is whatever the listing already
-    returned (an article body, a fetched page) so that ``load`` need not fetch it again.
-    ``error`` marks an item that exists but could not be listed properly: it is kept, not
-    removed, and reported as failed.
-    """
-
-    external_id: str
-    marker: str | None = None
-    url: str = ""
-    title: str = ""
-    payload: Any = field(default=None, compare=False, repr=False)
-    error: str = ""
-
-
-@runtime_checkable
-class Connector(Protocol):
-    """Lists and loads the documents of one source.
-
-    ``items`` yields every item currently at the source (a failure to list raises: an
-    incomplete listing must never be taken as deletions). ``load`` returns the item's
-    documents, raising SourceError (SourceGone when it vanished since the listing).
-    Transient failures raise ProviderUnavailable (SourceUnavailable) for the caller to retry.
-    """
-
-    kind: str
-
-    def items(self) -> Iterator[RemoteItem]: ...
-
-    def load(self, item: RemoteItem) -> list[Document]: ...
 
 
 @dataclass(frozen=True)

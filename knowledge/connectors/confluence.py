@@ -15,8 +15,9 @@ from typing import Any
 from urllib.parse import urljoin
 
 from bot.errors import SourceError
+from bot.ports import RemoteItem
 from bot.types import Document
-from knowledge.connectors.base import ConnectorContext, RemoteItem, html_to_markdown, markdown_bytes
+from knowledge.connectors.base import ConnectorContext, html_to_markdown, markdown_bytes
 from knowledge.loaders import load_bytes
 
 

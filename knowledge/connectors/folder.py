@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bot.errors import SourceError
+from bot.ports import RemoteItem
 from bot.types import Document
-from knowledge.connectors.base import ConnectorContext, RemoteItem
+from knowledge.connectors.base import ConnectorContext
 from knowledge.fetch import SourceGone
 from knowledge.loaders import FileSelection, load_file, walk_files
 

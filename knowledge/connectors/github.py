@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import quote
 
 from bot.errors import ConfigError, SourceError
+from bot.ports import RemoteItem
 from bot.types import Document
-from knowledge.connectors.base import ConnectorContext, RemoteItem
+from knowledge.connectors.base import ConnectorContext
 from knowledge.loaders import SUPPORTED_SUFFIXES, load_bytes
 
 

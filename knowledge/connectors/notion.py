@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from bot.ports import RemoteItem
 from bot.types import Document
-from knowledge.connectors.base import ConnectorContext, RemoteItem, markdown_bytes
+from knowledge.connectors.base import ConnectorContext, markdown_bytes
 from knowledge.loaders import load_bytes
 
 NOTION_VERSION = "2022-06-28"

@@ -20,8 +20,9 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 from bot.errors import ConfigError, SourceError
+from bot.ports import RemoteItem
 from bot.types import PUBLIC, Document
-from knowledge.connectors.base import ConnectorContext, RemoteItem
+from knowledge.connectors.base import ConnectorContext
 from knowledge.fetch import Fetcher, Response, SourceGone
 from knowledge.loaders import load_bytes
 

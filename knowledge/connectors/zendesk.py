@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from bot.ports import RemoteItem
 from bot.types import Document
-from knowledge.connectors.base import ConnectorContext, RemoteItem, html_to_markdown, markdown_bytes
+from knowledge.connectors.base import ConnectorContext, html_to_markdown, markdown_bytes
 from knowledge.connectors.confluence import basic_auth
 from knowledge.loaders import load_bytes
 

@@ -2,7 +2,7 @@
 
 The old ids were ``"{source}:{path relative to the folder given}"`` for files (two folders
 with an ``index.md`` shared one id, and the second ingest replaced the first) and the bare
-``_id`` for JSONL rows. The new id is ``knowledge.identity.document_id(source, url)``; every
+``_id`` for JSONL rows. The new id is ``bot.identity.document_id(source, url)``; every
 stored version keeps the document's url in its chunks, so the new id is known for every
 document that was ever indexed. A document whose url is unknown (only deletions stored)
 keeps its old id, which goes on working.
@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from knowledge.identity import document_id
+from bot.identity import document_id
 
 revision = "0006"
 down_revision = "0005"

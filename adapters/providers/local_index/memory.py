@@ -29,8 +29,8 @@ from adapters.providers.local_index.postings import Postings, bm25_scores
 from adapters.providers.local_index.store import COLUMNS, Vocabulary, connect, delete_rows, row_to_chunk
 from adapters.providers.local_index.tokenizer import TOKENIZER
 from bot.ports import Matrix, Vector
+from bot.text import content_words
 from bot.types import Chunk, ScoredChunk, SearchFilters
-from knowledge.text import content_words
 
 
 class LoadedIndex:

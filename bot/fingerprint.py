@@ -14,8 +14,8 @@ import hashlib
 import math
 from collections import Counter
 
+from bot.text import content_words
 from bot.types import Chunk, Document
-from knowledge.text import content_words
 
 BITS = 256
 MAX_DISTANCE = 32  # bits of 256: git's .txt/.html pairs median 15, different pages >= 43 (docs/answers.md)
