@@ -31,6 +31,9 @@ class RecordingQueue:
         self.jobs.append((target, requested_by, dict(notify)))
         return f"job-{len(self.jobs)}"
 
+    def enqueue_sync(self, source: str, requested_by: str = "", notify: Mapping[str, str] | None = None) -> str:
+        raise AssertionError("the conversation never queues a sync")
+
     def status(self, job_id: str) -> JobStatus:
         return JobStatus(job_id, "queued")
 
