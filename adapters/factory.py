@@ -17,33 +17,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
-from sqlalchemy import exc as sa_exc
 
-from adapters.db import Database
 from adapters.settings import Settings
-from bot.access import AccessResolver
-from bot.answering import AnswerService, DeclinePolicy
 from bot.errors import ConfigError, ProviderError
-from bot.extractive import ExtractiveGenerator
-from bot.feedback import FeedbackConfig, FeedbackRanker, VoteRecord
-from bot.ports import (
-    AnswerStore,
-    ChunkIndex,
-    ChunkLookup,
-    DocumentStore,
-    Embedder,
-    Generator,
-    QueryRewriter,
-    Reranker,
-)
-from bot.retrieval import RetrievalConfig, Retriever
-from knowledge.pipeline import Ingestor
 
-if TYPE_CHECKING:  # only for annotations: these are imported lazily where they are built
+# Everything else is imported where it is built: a command loads only what it uses (an
+# unchanged re-ingest never loads the answering core).
+if TYPE_CHECKING:  # only for annotations
     from slack_sdk import WebClient
 
     from adapters.celery_queue import JobStore
+    from adapters.db import Database
     from adapters.providers.catalog import KnowledgeCatalog
+    from adapters.providers.onnx_embedder import OnnxEmbedder
     from adapters.providers.review_store import SqlReviewStore
     from adapters.providers.source_store import SqlSourceStore
     from adapters.resilience import RetryBudget
@@ -53,12 +39,31 @@ if TYPE_CHECKING:  # only for annotations: these are imported lazily where they 
     from adapters.teams.handler import TeamsBot, TeamsOptions
     from adapters.teams.protocol import ChannelGateway
     from adapters.web.auth import SessionRevocations, WebAuth
+    from bot.access import AccessResolver
+    from bot.answering import AnswerService, DeclinePolicy
     from bot.conversation import Conversation, JobReporter
-    from bot.ports import Connector, IngestQueue, Notifier, RateLimiter, VerifiedStore
+    from bot.feedback import FeedbackRanker, VoteRecord
+    from bot.ports import (
+        AnswerStore,
+        ChunkIndex,
+        ChunkLookup,
+        Connector,
+        DocumentStore,
+        Embedder,
+        Generator,
+        IngestQueue,
+        Notifier,
+        QueryRewriter,
+        RateLimiter,
+        Reranker,
+        VerifiedStore,
+    )
     from bot.ratelimit import Throttle
+    from bot.retrieval import Retriever
     from bot.types import Platform
     from bot.verified import VerifiedRanker, VerifiedService
     from knowledge.fetch import Fetcher
+    from knowledge.pipeline import Ingestor
     from knowledge.sources import Source, Syncer
 
 log = logging.getLogger(__name__)
@@ -80,19 +85,26 @@ class Services:
         return self.settings.data_dir
 
     @cached_property
+    def onnx_embedder(self) -> OnnxEmbedder:
+        """The offline embedder as configured (what ``embedder`` is with SUPPORTBOT_EMBEDDER=onnx),
+        typed as itself: entry points prepare (worker) or preload (CLI) its model."""
+        from adapters.providers.onnx_embedder import OnnxEmbedder
+
+        s = self.settings
+        return OnnxEmbedder(
+            s.onnx_model_dir,
+            pooling=s.onnx_pooling,
+            max_length=s.onnx_max_length,
+            threads=s.onnx_threads,
+            quantize=s.onnx_int8,
+            cache_dir=s.data_dir / "models",
+        )
+
+    @cached_property
     def embedder(self) -> Embedder:
         s = self.settings
         if s.embedder == "onnx":
-            from adapters.providers.onnx_embedder import OnnxEmbedder
-
-            return OnnxEmbedder(
-                s.onnx_model_dir,
-                pooling=s.onnx_pooling,
-                max_length=s.onnx_max_length,
-                threads=s.onnx_threads,
-                quantize=s.onnx_int8,
-                cache_dir=s.data_dir / "models",
-            )
+            return self.onnx_embedder
         if s.embedder == "openai":
             from adapters.providers.openai_provider import OpenAIEmbedder, openai_client
 
@@ -158,6 +170,8 @@ class Services:
     @cached_property
     def database(self) -> Database:
         """The one database every SQL store of this process uses (engine made on first use)."""
+        from adapters.db import Database
+
         return Database(self.settings.sqlalchemy_url)
 
     @cached_property
@@ -175,6 +189,8 @@ class Services:
     @property
     def _lookup(self) -> ChunkLookup | None:
         """The index, when it can return chunks by id (the extractive answerer reads past a chunk boundary)."""
+        from bot.ports import ChunkLookup
+
         return self.index if isinstance(self.index, ChunkLookup) else None
 
     @property
@@ -190,6 +206,8 @@ class Services:
         s = self.settings
         kind = self.generator_kind
         if kind == "extractive":
+            from bot.extractive import ExtractiveGenerator
+
             return ExtractiveGenerator(lookup=self._lookup)
         if kind == "openai":
             from adapters.providers.openai_provider import OpenAIGenerator, openai_client
@@ -215,6 +233,8 @@ class Services:
 
     @cached_property
     def answers(self) -> AnswerService:
+        from bot.answering import AnswerService
+        from bot.extractive import ExtractiveGenerator
         from bot.verified import VerifiedFirst
 
         fallback = None if isinstance(self.generator, ExtractiveGenerator) else ExtractiveGenerator(lookup=self._lookup)
@@ -249,6 +269,8 @@ class Services:
 
     @cached_property
     def access(self) -> AccessResolver:
+        from bot.access import AccessResolver
+
         s = self.settings
         return AccessResolver(
             {k: frozenset(v) for k, v in s.access_channel_groups.items()},
@@ -257,9 +279,13 @@ class Services:
 
     @cached_property
     def feedback_ranker(self) -> FeedbackRanker:
+        from bot.feedback import FeedbackConfig, FeedbackRanker
+
         store = self.answer_store
 
         def votes() -> list[VoteRecord]:
+            from sqlalchemy import exc as sa_exc  # here: a command that ranks nothing never loads SQLAlchemy
+
             # A database hiccup must not fail the search: rank without votes this time.
             try:
                 return store.vote_records()
@@ -271,8 +297,10 @@ class Services:
 
     @cached_property
     def retriever(self) -> Retriever:
-        config = replace(RetrievalConfig(), candidates=self.settings.candidates)
         from adapters.resilience import ResilientEmbedder, resilient_index
+        from bot.retrieval import RetrievalConfig, Retriever
+
+        config = replace(RetrievalConfig(), candidates=self.settings.candidates)
 
         # Query-path reads are retried within the budget; ingest writes go to the raw providers.
         # A remote index's reads are also bounded by it: Pinecone's REST data plane retries 5xx
@@ -288,6 +316,8 @@ class Services:
 
     @cached_property
     def ingestor(self) -> Ingestor:
+        from knowledge.pipeline import Ingestor
+
         s = self.settings
         return Ingestor(
             self.embedder, self.index, self.document_store, chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap
@@ -316,6 +346,8 @@ class Services:
     @cached_property
     def sync_ingestor(self) -> Ingestor:
         """An Ingestor whose runs can be resumed under the same run id (what syncs use)."""
+        from knowledge.pipeline import Ingestor
+
         s = self.settings
         return Ingestor(
             self.embedder,

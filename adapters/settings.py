@@ -3,33 +3,48 @@
 Every field is an environment variable with the ``SUPPORTBOT_`` prefix (or the usual
 provider name where one exists, e.g. ``OPENAI_API_KEY``) and can also be set in ``.env``.
 ``.env.example`` documents them all.
+
+The sources are read the way pydantic-settings reads them (this module did use it; its import
+alone cost more than a third of a cold ``supportbot ask``'s own work, see docs/measurements.md):
+keyword arguments, then the environment, then the ``.env`` file (``_env_file``; None: none),
+then the defaults. Names match case-insensitively; a field with aliases is read from its
+aliases (in order), any other from ``SUPPORTBOT_<NAME>``; dict settings are JSON; lists marked
+``CommaList`` are split on commas. Parsing is strict: an unknown ``SUPPORTBOT_`` setting in
+``.env`` (or any other unknown non-empty line there), a malformed value or a bad JSON value
+stops the start with an error naming it.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_origin
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class NoDecode:
+    """Marks a list setting whose raw text is split by a validator instead of decoded as JSON."""
+
 
 CommaList = Annotated[list[str], NoDecode]
+ENV_PREFIX = "SUPPORTBOT_"
+
+
+class SettingsError(ValueError):
+    """A setting's value could not be decoded (e.g. a dict setting that is not JSON)."""
 
 
 def _alias(name: str, *plain: str) -> AliasChoices:
-    return AliasChoices(f"SUPPORTBOT_{name}", *plain)
+    return AliasChoices(f"{ENV_PREFIX}{name}", *plain)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SUPPORTBOT_",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="forbid",
-        strict=False,
-        validate_default=True,
-        populate_by_name=True,
-    )
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True, populate_by_name=True)
+
+    def __init__(self, _env_file: str | os.PathLike[str] | None = ".env", **values: Any) -> None:
+        super().__init__(**_read_sources(type(self), values, _env_file))
 
     # --- storage -----------------------------------------------------------------------------
     data_dir: Path = Path("data")
@@ -215,3 +230,70 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'supportbot.db').resolve()}"
+
+
+def _env_names(name: str, field: Any) -> list[str]:
+    """The variable names a field is read from, lower-cased (names match case-insensitively)."""
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [c.lower() for c in alias.choices if isinstance(c, str)]
+    if isinstance(alias, str):
+        return [alias.lower()]
+    return [f"{ENV_PREFIX}{name}".lower()]
+
+
+def _is_json(field: Any) -> bool:
+    """Dict and list settings are JSON, unless marked NoDecode (split by a validator)."""
+    return get_origin(field.annotation) in (dict, list, set, tuple) and NoDecode not in field.metadata
+
+
+def _read_env_file(path: str | os.PathLike[str] | None) -> dict[str, str | None]:
+    if path is None:
+        return {}
+    file = Path(path).expanduser()
+    if not (file.is_file() or file.is_fifo()):
+        return {}
+    from dotenv import dotenv_values  # only when there is a file to read
+
+    return {k.lower(): v for k, v in dotenv_values(file, encoding="utf-8").items()}
+
+
+def _read_sources(cls: type[BaseModel], given: dict[str, Any], env_file: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The values to validate: keyword arguments, else the environment, else ``env_file``."""
+    environ = {k.lower(): v for k, v in os.environ.items()}
+    dotenv = _read_env_file(env_file)
+    data: dict[str, Any] = {}
+    claimed: set[str] = set()
+    rest = dict(given)
+    by_lower: dict[str, list[str]] = {}
+    for key in given:
+        by_lower.setdefault(key.lower(), []).append(key)
+    for name, field in cls.model_fields.items():
+        names = _env_names(name, field)
+        claimed.update(names)
+        # A keyword argument by alias (case-insensitive) or by name; an alias wins over the name.
+        aliases = [c.lower() for c in getattr(field.validation_alias, "choices", ()) if isinstance(c, str)]
+        passed = list(dict.fromkeys(k for n in [*aliases, name.lower()] for k in by_lower.get(n, ()) if k in rest))
+        if passed:
+            data[name] = rest[passed[0]]
+            for k in passed:
+                rest.pop(k)
+            continue
+        for source, variables in (("EnvSettingsSource", environ), ("DotEnvSettingsSource", dotenv)):
+            value = next((variables[n] for n in names if variables.get(n) is not None), None)
+            if value is None:
+                continue
+            if _is_json(field):
+                try:
+                    value = json.loads(value)
+                except ValueError as exc:
+                    raise SettingsError(f'error parsing value for field "{name}" from source "{source}"') from exc
+            data[name] = value
+            break
+    # Unknown keyword arguments, and unknown non-empty lines of the .env file, are refused
+    # (extra="forbid"); a line named like a field without the prefix is ignored.
+    data.update(rest)
+    for key, value in dotenv.items():
+        if value and key not in claimed and key not in data and key not in cls.model_fields:
+            data[key] = value
+    return data

@@ -211,7 +211,7 @@ def open_kb(name: str) -> KB:
 
 def _copy_into(mixed: Services) -> None:
     """Fill the mixed index with every set's chunks and vectors (no second embedding pass)."""
-    from adapters.providers.local_index import _row_to_chunk
+    from adapters.providers.local_index.store import row_to_chunk
 
     for name in SETS:
         source = open_kb(name).services.index
@@ -219,7 +219,7 @@ def _copy_into(mixed: Services) -> None:
         conn.row_factory = sqlite3.Row
         by_doc: dict[str, list[Any]] = {}
         for row in conn.execute("SELECT * FROM chunks ORDER BY doc_id, ordinal"):
-            by_doc.setdefault(row["doc_id"], []).append(_row_to_chunk(row))
+            by_doc.setdefault(row["doc_id"], []).append(row_to_chunk(row))
         conn.close()
         for doc_id, chunks in by_doc.items():
             mixed.index.replace(doc_id, chunks, source.vectors([c.id for c in chunks]))

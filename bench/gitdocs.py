@@ -45,12 +45,12 @@ def log(message: str) -> None:
 
 
 def run(docs: Path, data: Path, answers_out: Path | None) -> dict[str, Any]:
-    from adapters.cli import _ingest
+    from adapters.cli.ingest import run_ingest
 
     settings = Settings(data_dir=data)  # type: ignore[call-arg]
     services = build(settings)
     t0 = time.perf_counter()
-    _ingest(services, [str(docs)], "git", ("public",), False)
+    run_ingest(services, [str(docs)], "git", ("public",), False)
     log(f"ingested {docs} in {time.perf_counter() - t0:.0f}s: {services.index.count()} chunks")
     questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
     rows = []

@@ -1,4 +1,4 @@
-"""Retrieval metrics on BEIR-format data: nDCG@10, Recall@k, MRR@10 at the document level."""
+"""Retrieval metrics on BEIR-format data (nDCG@10, Recall@k, MRR@10 at the document level) and answer figures."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 
 from bot.answering import AnswerService
 from bot.identity import corpus_id
+from bot.retrieval import Retriever
 from bot.text import content_words
-from bot.types import Answer, Decision, Question, ScoredChunk, Turn
+from bot.types import UNRESTRICTED, Answer, Decision, Question, ScoredChunk, Turn
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,36 @@ def percentile(values: Sequence[float], q: float) -> float:
     pos = (len(ordered) - 1) * q
     lo, hi = math.floor(pos), math.ceil(pos)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def retrieval_figures(retriever: Retriever, queries: Sequence[EvalQuery]) -> dict[str, float | int | None]:
+    """Search the top 100 for every query with relevant documents (unrestricted) and measure the
+    document ranking: nDCG@10, Recall@10 and @50, MRR@10 (means), and search time percentiles."""
+    queries = [q for q in queries if q.relevant]
+    ndcg: list[float] = []
+    r10: list[float] = []
+    r50: list[float] = []
+    mrr: list[float] = []
+    times: list[float] = []
+    for q in queries:
+        t = time.perf_counter()
+        result = retriever.search(q.text, 100, UNRESTRICTED)
+        times.append((time.perf_counter() - t) * 1000)
+        ranked = doc_ranking(result.passages)
+        ndcg.append(ndcg_at(ranked, q.relevant))
+        r10.append(recall_at(ranked, q.relevant, 10))
+        r50.append(recall_at(ranked, q.relevant, 50))
+        mrr.append(mrr_at(ranked, q.relevant))
+    n = len(queries) or 1
+    return {
+        "ndcg@10": round(sum(ndcg) / n, 4),
+        "recall@10": round(sum(r10) / n, 4),
+        "recall@50": round(sum(r50) / n, 4),
+        "mrr@10": round(sum(mrr) / n, 4),
+        "queries": len(queries),
+        "p50_ms": round(percentile(times, 0.5), 2),
+        "p95_ms": round(percentile(times, 0.95), 2),
+    }
 
 
 def reference_recall(reference: str, reply: str) -> float:

@@ -19,9 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy as np
-import numpy.typing as npt
-
 from bot.types import Answer, ChatAddress, Chunk, Document, Feedback, ScoredChunk, SearchFilters, Turn
 
 if TYPE_CHECKING:  # value types of the core that themselves use this module
@@ -29,8 +26,23 @@ if TYPE_CHECKING:  # value types of the core that themselves use this module
     from bot.ratelimit import Limit
     from bot.verified import RatedExample, ThreadAnswer, VerifiedAnswer
 
-Vector = npt.NDArray[np.float32]
-Matrix = npt.NDArray[np.float32]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Vector = npt.NDArray[np.float32]
+    Matrix = npt.NDArray[np.float32]
+
+
+def __getattr__(name: str) -> Any:
+    """``Vector`` and ``Matrix`` at run time, numpy imported on first use: a command that
+    handles no vectors (an unchanged re-ingest) never loads it."""
+    if name in ("Vector", "Matrix"):
+        import numpy as np
+        import numpy.typing as npt
+
+        return npt.NDArray[np.float32]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- providers ----------------------------------------------------------------------------------------

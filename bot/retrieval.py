@@ -7,10 +7,10 @@ collapsed ones stay attached to the passage that represents them
 (``Retrieval.duplicates_of``), so a citation can say "also in …". The document ranking
 used for evaluation (``bot.evaluation.doc_ranking``) credits only the passages returned.
 
-Steps (the cost at 100k chunks under load, p50, is in brackets; see bench/latency.py):
+Steps (what each costs, and the comparisons that chose them: docs/measurements.md):
 
 1. Candidates: ``candidates`` (50) by dense cosine and 50 by BM25 (the local index: k1=0.9,
-   b=0.4, title/headings x3) [embed ~4 ms, dense ~6 ms, keyword ~2 ms; FTS5 took ~20 ms].
+   b=0.4, title/headings x3).
 2. Complete scores: a dense candidate the keyword list missed gets its own BM25 score, so
    every candidate is scored by both signals (``complete_scores``; needs an index that is a
    :class:`CandidateScorer`, as the local one is).
@@ -24,27 +24,16 @@ Steps (the cost at 100k chunks under load, p50, is in brackets; see bench/latenc
    a plain fusion on sets nobody tuned on.)
 4. Dense pseudo-relevance feedback (Rocchio): the query vector plus the mean vector of the 3
    best fused passages re-scores every candidate, and the fusion is redone with that dense
-   score [steps 2-5 ~1.7 ms]. ``scores["dense"]`` stays the plain query
+   score. ``scores["dense"]`` stays the plain query
    cosine (answer policies read it); the feedback cosine is ``scores["dense_prf"]``.
 5. Phrase bonus: a passage whose text has the query's adjacent content words side by side
    ("menu language", stopwords skipped, lightly stemmed) gains ``phrase_weight`` (0.3) x the
-   share of the query's pairs it has [~1 ms].
+   share of the query's pairs it has.
 6. Near-duplicate grouping (word 3-shingle Jaccard >= 0.9), then the optional reranker.
 
-Leave-one-set-out nDCG@10 (a document ranks where its best *returned* passage ranks; no
-credit for collapsed duplicates), against the plain ``0.3·BM25 + 0.7·dense`` min-max fusion
-on the same index: see README "Measured quality and speed" and
-bench/results/generalization.json. On the grid the benchmark searched (dense weight 0.5 /
-0.6 / 0.7 x phrase bonus 0.1 / 0.3, with feedback; and the old coverage rule), feedback
-was worth +0.01..0.04 on every set, min-max beat max normalisation, and the coverage rule
-was the pick only when fiqa was held out (by 0.0002 on the mean margin). Rank fusion
-(reciprocal rank, k=60, weights 0.5-0.7) was below min-max on fiqa, cloud and clapnq
-(e.g. fiqa 0.898 vs 0.908). A per-knowledge-base weight chosen by calibration pseudo-questions was
-tried and dropped: questions made of a passage's own words prefer keywords on every corpus
-(best dense weight 0.4-0.5 on all five, stackfaq included, where real questions need dense).
-The keyword search runs in a small thread pool while the query is embedded (at 100k chunks
-on the bench machine: search p50 25 -> 19 ms). Chunk size: 80 words (60 and 100 were worse
-on the first three sets).
+The keyword search runs in a small thread pool while the query is embedded. Leave-one-set-out
+nDCG@10 against a plain fusion: README "Measured quality and speed"; the grid searched and
+the alternatives dropped (rank fusion, a per-knowledge-base weight): docs/measurements.md.
 """
 
 from __future__ import annotations

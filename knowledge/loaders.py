@@ -29,7 +29,6 @@ from itertools import groupby
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-import yaml
 from markdown_it import MarkdownIt
 
 from bot.errors import SourceError, SourceSkipped
@@ -557,6 +556,8 @@ def _parse_markdown(data: bytes | str, charset: str | None) -> _Parsed:
     text = text.replace("\r\n", "\n")
     title: str | None = None
     if front := _FRONT_MATTER.match(text):
+        import yaml  # here: only files with front matter need it (a re-ingest of plain files starts faster)
+
         text = text[front.end() :]
         try:
             # BaseLoader builds only strings, lists and dicts: a bad date elsewhere cannot fail it.

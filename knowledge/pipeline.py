@@ -28,17 +28,19 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-import numpy as np
-
 from bot.errors import SourceError, SourceSkipped
 from bot.identity import document_id
-from bot.ports import ChunkIndex, DocumentState, DocumentStore, Embedder, Matrix
+from bot.ports import ChunkIndex, DocumentState, DocumentStore, Embedder
 from bot.types import Chunk, Document, IngestReport
 from knowledge.chunking import chunk_document
 from knowledge.progress import IngestProgress
+
+if TYPE_CHECKING:
+    from bot.ports import Matrix
 
 Progress = Callable[[str, str], None]
 """Called with (document id or path, outcome) after each document."""
@@ -209,6 +211,8 @@ class Ingestor:
         self.apply_renames()
         if state is None:
             state = self.store.states(source).get(doc_id)
+        import numpy as np  # here: an ingest that embeds and removes nothing never loads numpy
+
         version = 1 if state is None else state.version + 1
         self.index.delete([doc_id])
         self.store.record(
@@ -217,6 +221,19 @@ class Ingestor:
             np.zeros((0, 0), dtype=np.float32),
             run_id,
         )
+
+    def remove_source(self, source: str) -> list[str]:
+        """Remove every live document of ``source`` from the index in one run (``rollback``
+        brings them back); returns their ids. Idempotent: a second call removes nothing."""
+        run_id = uuid.uuid4().hex
+        self.store.start_run(run_id, source)
+        removed = []
+        for doc_id, state in self.store.states(source).items():
+            if not state.deleted:
+                self.remove(doc_id, source, run_id, state)
+                removed.append(doc_id)
+        self.store.finish_run(run_id, f"removed source {source}: {len(removed)} documents")
+        return removed
 
     def _write(self, pending: list[_Pending], vectors: Matrix, tally: _Tally, run_id: str, note: Progress) -> None:
         tally.embedded += len(vectors)

@@ -32,7 +32,7 @@ class RecordingQueue:
         return f"job-{len(self.jobs)}"
 
     def enqueue_sync(self, source: str, requested_by: str = "", notify: Mapping[str, str] | None = None) -> str:
-        return self.enqueue_ingest(source, requested_by, notify or {})
+        raise AssertionError("the conversation never queues a sync")
 
     def status(self, job_id: str) -> JobStatus:
         return JobStatus(job_id, "queued")

@@ -66,13 +66,13 @@ def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LocalIndex, L
     approx = LocalIndex(path, approx_min_rows=100, rescore=100, rescore_per_k=5)
     exact = LocalIndex(path, approx_min_rows=10**9)
     calls: list[int] = []
-    prefilter = approx._prefilter
+    prefilter = approx.loaded._prefilter
 
     def counted(query: np.ndarray, mask: np.ndarray, count: int) -> np.ndarray:
         calls.append(count)
         return prefilter(query, mask, count)
 
-    monkeypatch.setattr(approx, "_prefilter", counted)
+    monkeypatch.setattr(approx.loaded, "_prefilter", counted)
     return approx, exact, calls
 
 
@@ -108,11 +108,11 @@ def test_prefilter_sign_bits_follow_compaction_growth_and_reload(
     _assert_same_as_exact(approx, exact, queries, 5, UNRESTRICTED)
     deleted = {f"d{d}" for d in range(51)}
     approx.delete(sorted(deleted))  # 1020 deleted rows: the matrix is compacted
-    assert approx._n == approx.count() == 180
-    assert approx._bits_n == 180
+    assert approx.loaded._n == approx.count() == 180
+    assert approx.loaded._bits_n == 180
     _assert_same_as_exact(approx, exact, queries, 5, STAFF)
     _add_docs(approx, centers, range(100, 140), per_doc=20, seed=4)  # grows past the compacted size
-    assert approx._bits_n == approx._n == 980
+    assert approx.loaded._bits_n == approx.loaded._n == 980
     for filters in (UNRESTRICTED, STAFF):
         _assert_same_as_exact(approx, exact, queries, 5, filters)
         for q in queries:
@@ -121,14 +121,14 @@ def test_prefilter_sign_bits_follow_compaction_growth_and_reload(
     # A fresh process loading the file builds the sign bits on load.
     reloaded = LocalIndex(tmp_path / "index.sqlite", approx_min_rows=100, rescore=100, rescore_per_k=5)
     _assert_same_as_exact(reloaded, exact, queries, 5, UNRESTRICTED)
-    assert reloaded._bits_n == reloaded._n == 980
+    assert reloaded.loaded._bits_n == reloaded.loaded._n == 980
 
 
 def test_small_indexes_stay_exact_and_keep_no_sign_bits(tmp_path: Path, centers: np.ndarray) -> None:
     index = LocalIndex(tmp_path / "index.sqlite")
     _add_docs(index, centers, range(5), per_doc=20, seed=5)
-    assert index._n == 100 < LocalIndex.APPROX_MIN_ROWS
-    assert index._bits_n == 0 and index._bits.size == 0
+    assert index.loaded._n == 100 < LocalIndex.APPROX_MIN_ROWS
+    assert index.loaded._bits_n == 0 and index.loaded._bits.size == 0
     q = _queries(centers)[0]
     scores = [h.score for h in index.dense_search(q, 5, UNRESTRICTED)]
     assert scores == sorted(scores, reverse=True) and len(scores) == 5

@@ -89,6 +89,18 @@ class TestOnnxEmbedder(EmbedderContract):
         assert embedder._pool is not None and len(embedder._batch_sessions) == 2
         assert np.allclose(many[: len(few)], few, atol=1e-5)
 
+    def test_preload_builds_the_session_on_a_thread_and_embeds_the_same(self, tmp_path: Path) -> None:
+        first = OnnxEmbedder(cache_dir=tmp_path)
+        first.preload()  # no cached int8 model yet: deriving it is left to the first embedding
+        assert first._preloader is None
+        want = first.embed_query("how do I reset my password")
+        second = OnnxEmbedder(cache_dir=tmp_path)
+        second.preload()
+        assert second._preloader is not None
+        assert np.array_equal(second.embed_query("how do I reset my password"), want)
+        second._preloader.join(timeout=60)
+        assert second._session is not None and not second._preloader.is_alive()
+
     def test_model_directory_without_files_is_a_config_error(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="model.onnx"):
             OnnxEmbedder(tmp_path).embed_query("x")

