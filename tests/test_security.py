@@ -423,8 +423,9 @@ def test_no_secret_appears_in_logs_errors_traces_or_pages(
 
         with serve_app(create_app(services)) as url:
             ask(url, "CSEC1")  # everything up
-            oai.fail_next(3, status=500)
+            oai.fail_next(50, status=500)  # more than the retry budget lets through, however fast they come
             ask(url, "CSEC2")  # OpenAI down: the extractive fallback
+            oai.clear_faults()
             co.fail_next(3, status=429, retry_after=0.01)
             ask(url, "CSEC3")  # Cohere rate limited: no reranker
             oai.malform_next(3)
