@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 import redis
+from pydantic import SecretStr
 
 from adapters.db import Database
+from adapters.factory import Services
 from adapters.providers.llama_cpp_generator import LlamaCppGenerator
 from adapters.providers.local_index import LocalIndex
 from adapters.providers.onnx_embedder import OnnxEmbedder
@@ -32,6 +34,7 @@ from adapters.resilience import (
     SpoolingAnswerStore,
     resilient_index,
 )
+from adapters.settings import Settings
 from bot.errors import ProviderRejected, ProviderUnavailable
 from bot.extractive import ExtractiveGenerator
 from bot.ports import (
@@ -69,6 +72,7 @@ from tests.contracts import (
     SyncStateStoreContract,
     VerifiedStoreContract,
 )
+from tests.fakes.connectors_server import ConfluenceFake, GitHubFake, NotionFake, Page, ZendeskFake
 from tests.fakes.openai_server import default_reply
 
 _EMBEDDER = OnnxEmbedder()
@@ -308,6 +312,43 @@ class TestFolderConnector(ConnectorContract):
     def expected_items(self, connector: Connector) -> dict[str, str]:
         ids = sorted(i.external_id for i in connector.items())
         return dict(zip(ids, ["Leave", "VPN"], strict=True))
+
+
+_SAAS = {  # kind: (fake server, the two items' keys, source options)
+    "confluence": (ConfluenceFake, ("101", "102"), lambda f: {"url": f.url, "space": f.space_key}),
+    "zendesk": (ZendeskFake, ("1", "2"), lambda f: {"url": f.url}),
+    "github": (GitHubFake, ("docs/vpn.md", "docs/leave.md"),
+               lambda f: {"repo": f.repo, "api_url": f.url, "web_url": "https://github.com"}),
+    "notion": (NotionFake, ("p1", "p2"), lambda f: {"api_url": f.url}),
+}
+
+
+class TestSaaSConnectors(ConnectorContract):
+    """Confluence, Zendesk, GitHub and Notion, through their HTTP APIs served by tests/fakes."""
+
+    @pytest.fixture(params=sorted(_SAAS))
+    def connector(self, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Connector]:
+        fake_type, keys, options = _SAAS[request.param]
+        markdown = request.param in ("github", "notion")
+        with fake_type() as fake:
+            for key, (title, text) in zip(keys, [("VPN", "Install the client, then sign in."),
+                                                 ("Leave", "Parental leave is sixteen weeks.")], strict=True):
+                fake.pages[key] = Page(title, f"# {title}\n\n{text}\n" if markdown else f"<h2>Steps</h2><p>{text}</p>")
+            services = Services(Settings(
+                _env_file=None,  # type: ignore[call-arg]
+                data_dir=tmp_path, fetch_allow_hosts=["127.0.0.1"], fetch_timeout_s=5,
+                confluence_email=ConfluenceFake.email, confluence_api_token=SecretStr(ConfluenceFake.token),
+                zendesk_email=ZendeskFake.email, zendesk_api_token=SecretStr(ZendeskFake.token),
+                github_token=SecretStr(GitHubFake.token), notion_token=SecretStr(NotionFake.token),
+            ))
+            source = services.source_store.add(request.param, request.param, options(fake))
+            self._titles = {key: title for key, title in zip(keys, ("VPN", "Leave"), strict=True)}
+            yield services.connector(source)
+            services.fetcher.close()
+
+    @pytest.fixture
+    def expected_items(self, connector: Connector) -> dict[str, str]:
+        return dict(self._titles)
 
 
 @pytest.fixture(params=["memory", "redis"])
