@@ -179,7 +179,7 @@ def _blocks(el: lxml.html.HtmlElement, out: list[str]) -> None:
     run: list[str] = [el.text or ""]
 
     def flush() -> None:
-        paragraph = re.sub(r"\n{2,}", "\n", _line("".join(run)))
+        paragraph = _literal(re.sub(r"\n{2,}", "\n", _line("".join(run))))
         if paragraph:
             out.append(paragraph)
         run.clear()
@@ -195,6 +195,15 @@ def _blocks(el: lxml.html.HtmlElement, out: list[str]) -> None:
             run.append(_inline_element(child))
         run.append(child.tail or "")
     flush()
+
+
+# A paragraph line the Markdown reader would take for a heading ("# of seats", "#1 rule").
+_HEADING_LIKE = re.compile(r"^(#{1,6})(?=\s|$)", re.MULTILINE)
+
+
+def _literal(paragraph: str) -> str:
+    """``paragraph`` with a leading ``#`` escaped: page text, not a Markdown heading."""
+    return _HEADING_LIKE.sub(r"\\\1", paragraph)
 
 
 def _inline_element(el: lxml.html.HtmlElement) -> str:

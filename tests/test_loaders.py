@@ -405,3 +405,13 @@ def test_fuzz_damaged_real_files(suffix: str, cut: float, junk: bytes) -> None:
     sample = _SAMPLES[suffix]
     at = int(cut * len(sample))
     _check(sample[:at] + junk + sample[at + len(junk) :], suffix)
+
+
+@pytest.mark.parametrize("line", ["# of seats is limited to 50 per plan.", "## 2 steps are enough."])
+def test_html_text_that_starts_with_a_hash_stays_text(line: str) -> None:
+    # Alone on a page it used to become a heading with no body: "no text found", the page lost.
+    for html in (f"<p>{line}</p>", f"<h2>Plans</h2><p>{line}</p><p>Ask sales for more.</p>"):
+        docs = load_bytes(html.encode(), name="plans.html", url="https://kb.example/plans", source="kb")
+        body = "\n".join(s.text for s in docs[0].sections)
+        assert line[line.index(" ") + 1 :] in body
+        assert all(line.lstrip("# ") not in " ".join(s.heading_path) for s in docs[0].sections)

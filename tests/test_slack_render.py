@@ -202,3 +202,10 @@ def test_vote_buttons_carry_words_beside_the_emoji() -> None:
     # Where no emoji font is installed the emoji alone is an empty box: the words still read.
     texts = [b["text"]["text"] for b in feedback_buttons("a" * 32)]
     assert texts == ["👍 Helpful", "👎 Not helpful"]
+
+
+def test_page_text_that_only_looks_like_a_heading_is_shown_as_written() -> None:
+    # The HTML loader escapes "# of seats" so Markdown does not make it a heading (tests/test_loaders.py).
+    text = to_mrkdwn("\\# of seats is 50 per plan [1]\n# Billing", [citation(1)])
+    assert text.startswith("# of seats is 50 per plan")
+    assert "*Billing*" in text

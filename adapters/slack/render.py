@@ -37,6 +37,7 @@ _CITE = re.compile(r"\[(\d+)\]")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _MD_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
 _HEADING = re.compile(r"^#{1,6}\s+(.*)$", re.MULTILINE)
+_ESCAPED_HASH = re.compile(r"^\\#", re.MULTILINE)
 _BULLET = re.compile(r"^[ \t]*[-*][ \t]+", re.MULTILINE)
 _CODE = re.compile(r"(^[ \t]*(?:```+|~~~+)[^\n]*\n.*?^[ \t]*(?:```+|~~~+)[ \t]*$|`[^`\n]+`)", re.S | re.M)
 _FENCE_LINE = re.compile(r"^[ \t]*(?:```+|~~~+)[ \t]*$")
@@ -111,6 +112,7 @@ def to_mrkdwn(text: str, citations: Sequence[Citation] = ()) -> str:
         out = "".join(pieces)
         out = _BOLD.sub(r"*\1*", out)
         out = _HEADING.sub(r"*\1*", out)
+        out = _ESCAPED_HASH.sub("#", out)  # "\# of seats": page text that only looked like a heading
         out = _BULLET.sub("• ", out)
         return _CITE.sub(cite, out)
 
