@@ -236,9 +236,9 @@ def test_a_verified_answer_closer_than_every_passage_goes_first(
     from bot.types import Chunk, ScoredChunk
     from bot.verified import SOURCE, VerifiedRankConfig, VerifiedRanker
 
-    question = "how do I cross out text"
+    question = "how do I rotate my API key"
     answer = VerifiedAnswer(
-        "v1", "strike through words", "Wrap the words in ~~ ~~.", EXPERT, "erin", Platform.SLACK, "C1", "1.0",
+        "v1", "renewing an API token", "Open Settings > Tokens and press Rotate.", EXPERT, "erin", Platform.SLACK, "C1", "1.0",
         "1.5", "https://slack.example/x", frozenset({"public"}), datetime.now(UTC),
     )
     # cosines to the query [1, 0, 0]: the verified phrasing 0.6 (between accept 0.55 and min 0.75)
@@ -248,7 +248,7 @@ def test_a_verified_answer_closer_than_every_passage_goes_first(
     verified_chunk = Chunk("v#0", answer.doc_id, 0, answer.text, "Verified", (), answer.url, SOURCE, "h")
     index.replace(answer.doc_id, [verified_chunk], embedder.embed_documents([answer.question]))
     ranker = VerifiedRanker(lambda: [answer], embedder, index, VerifiedRankConfig(min_similarity=0.75, accept_similarity=0.55))
-    passage = Chunk("p#0", "p", 0, "Formatting text in the editor.", "Editor", (), "https://docs/p", "kb", "h")
+    passage = Chunk("p#0", "p", 0, "Keys are listed in the console.", "Console", (), "https://docs/p", "kb", "h")
     hits = [ScoredChunk(passage, 1.0, {"dense": passage_cosine, "fused": 1.0})]
 
     ranked = ranker.adjust(embedder.embed_query(question), hits, SearchFilters())
