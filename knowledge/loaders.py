@@ -576,6 +576,13 @@ def _parse_markdown(data: bytes | str, charset: str | None) -> _Parsed:
         if token.type == "heading_open":
             level = int(token.tag[1])
             inline = tokens[i + 1].children or []
+            if token.markup in ("=", "-") and token.map[1] - token.map[0] > 2:
+                # A setext underline makes the whole paragraph above it the heading; in a
+                # plain-text README only its last line is ("Compilation" over "-----"): the
+                # lines before it stay text of the section they are in.
+                pairs[-1][1].append("\n".join(lines[token.map[0] : token.map[1] - 2]))
+                last = [n for n, c in enumerate(inline) if c.type in ("softbreak", "hardbreak")]
+                inline = inline[last[-1] + 1 :] if last else inline
             # Plain heading text: inline markup (emphasis, link targets) is dropped.
             heading = " ".join("".join(c.content or " " for c in inline).split())
             title = title or (heading if level == 1 else None)

@@ -168,6 +168,17 @@ def test_markdown_front_matter_title_and_plain_heading_text(tmp_path: Path) -> N
     assert "title:" not in doc.sections[0].text
 
 
+def test_setext_underline_makes_only_its_own_line_a_heading(tmp_path: Path) -> None:
+    # A plain-text README rendered as lines: the paragraph above "Support" must not become
+    # part of the heading (Markdown would make all three lines one heading).
+    path = tmp_path / "readme.md"
+    path.write_text("Run the configure script\nwith the usual options.\nSupport\n-------\nAsk on the list.\n")
+    [doc] = load(path)
+    assert [s.heading_path for s in doc.sections] == [(), ("Support",)]
+    assert doc.sections[0].text == "Run the configure script\nwith the usual options."
+    assert doc.sections[1].text == "Ask on the list."
+
+
 def test_content_hash_ignores_mtime_but_not_content(tmp_path: Path) -> None:
     path = tmp_path / "a.md"
     path.write_text("# A\n\nOne.\n")
