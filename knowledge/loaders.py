@@ -1,7 +1,8 @@
 """Turn files and fetched bodies into :class:`bot.types.Document` values.
 
-Supported: Markdown, HTML (main content only, as Markdown: knowledge/html.py), plain text (.txt,
-.rst, no extension, and any file whose content is text, such as ``README.Debian``; AsciiDoc
+Supported: Markdown, HTML (main content only, as Markdown: knowledge/html.py),
+reStructuredText (.rst, rendered by docutils and read as HTML: knowledge/rst.py), plain text
+(.txt, no extension, and any file whose content is text, such as ``README.Debian``; AsciiDoc
 sources read as Markdown: knowledge/asciidoc.py), PDF (pypdf, one section per page), DOCX
 (python-docx, ``Heading N`` styles) and BEIR-style JSONL corpora (one document per line). Every
 problem with one input is a :class:`bot.errors.SourceError` whose ``reason`` is one short line;
@@ -53,7 +54,7 @@ _KIND_BY_SUFFIX = {
     ".html": "html",
     ".htm": "html",
     ".txt": "text",
-    ".rst": "text",
+    ".rst": "rst",
     "": "text",
     ".pdf": "pdf",
     ".docx": "docx",
@@ -67,6 +68,7 @@ _KIND_BY_CONTENT_TYPE = {
     "text/html": "html",
     "application/xhtml+xml": "html",
     "text/plain": "text",
+    "text/x-rst": "rst",
     "application/pdf": "pdf",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
     "application/jsonl": "jsonl",
@@ -588,9 +590,32 @@ def _parse_markdown(data: bytes | str, charset: str | None) -> _Parsed:
             title = title or (heading if level == 1 else None)
             stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, heading)]
             pairs.append((tuple(h for _, h in stack), []))
+        elif token.type == "fence" and token.info.startswith("{"):
+            if (kept := _myst_directive(token.info, token.content)) is not None:
+                pairs[-1][1].append(kept)
         elif token.type != "hr" and not token.content.lstrip().startswith("<!--"):
             pairs[-1][1].append("\n".join(lines[token.map[0] : token.map[1]]))
     return _Parsed(title, _sections(pairs))
+
+
+def _myst_directive(info: str, body: str) -> str | None:
+    """What a MyST directive fence (```` ```{name} argument ````, Sphinx's Markdown) shows a
+    reader: code for ``code-block``; the body as text for notes, tabs and the like; nothing for
+    navigation and generated content (``toctree``, ``automodule``, …; knowledge/rst.py)."""
+    from knowledge.rst import DROPPED_DIRECTIVES
+
+    name, _, argument = info[1:].partition("}")
+    name, argument = name.strip(), argument.strip()
+    if name in DROPPED_DIRECTIVES:
+        return None
+    # ":option: value" lines at the top of the body configure the directive.
+    lines = body.split("\n")
+    while lines and re.match(r"^:[\w-]+:", lines[0]):
+        lines.pop(0)
+    text = "\n".join(lines).strip("\n")
+    if name in ("code-block", "code", "sourcecode", "code-cell"):
+        return f"```\n{text}\n```"
+    return "\n\n".join(part for part in (argument, text) if part) or None
 
 
 def _parse_html(data: bytes, charset: str | None) -> _Parsed:
@@ -609,6 +634,23 @@ def _parse_html(data: bytes, charset: str | None) -> _Parsed:
         raise _Unreadable(f"not readable HTML: {_one_line(exc)}") from None
     if not markdown.strip():
         raise _Unreadable("no main content found in the HTML")
+    parsed = _parse_markdown(markdown, None)
+    return _Parsed(title or parsed.title, parsed.sections)
+
+
+def _parse_rst(data: bytes, charset: str | None) -> _Parsed:
+    from knowledge.html import html_to_markdown
+    from knowledge.rst import rst_to_html
+
+    text = _decode(data, charset)
+    try:
+        # Sphinx sources: docutils renders headings, code, lists and tables as HTML, which
+        # reads as Markdown like any web page (knowledge/rst.py registers Sphinx's directives).
+        title, markdown = html_to_markdown(rst_to_html(text))
+    except Exception:  # a parser on untrusted input: what it cannot read is read as plain text
+        return _parse_text(data, charset)
+    if not markdown.strip():
+        return _parse_text(data, charset)
     parsed = _parse_markdown(markdown, None)
     return _Parsed(title or parsed.title, parsed.sections)
 
@@ -696,6 +738,7 @@ def _parse_jsonl(text: str, max_line_bytes: int | None) -> Iterator[tuple[str, _
 _PARSERS: dict[str, Callable[[bytes, str | None], _Parsed]] = {
     "markdown": _parse_markdown,
     "text": _parse_text,
+    "rst": _parse_rst,
     "html": _parse_html,
     "pdf": _parse_pdf,
     "docx": _parse_docx,

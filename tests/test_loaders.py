@@ -209,6 +209,79 @@ def test_html_keeps_main_content_and_headings(tmp_path: Path) -> None:
         assert junk not in text
 
 
+RST = """\
+Proxy settings
+==============
+
+Set :envvar:`HTTPS_PROXY` or pass :option:`--proxy`, as :ref:`the network page <net>` says.
+
+.. code-block:: console
+
+   $ tool --proxy http://proxy:3128 sync
+
+.. tab:: Windows
+
+   Use ``tool.exe`` instead.
+
+.. toctree::
+   :hidden:
+
+   network
+
+Limits
+------
+
+- ``--timeout``: seconds to wait.
+- ``--retries``: attempts.
+
+.. note::
+
+   Proxies that rewrite TLS need their CA.
+
+.. include:: /etc/passwd
+
+.. raw:: html
+
+   <script>steal()</script>
+"""
+
+
+def test_rst_keeps_headings_code_lists_and_sphinx_text(tmp_path: Path) -> None:
+    path = tmp_path / "proxy.rst"
+    path.write_text(RST)
+    [doc] = load(path)
+    assert doc.title == "Proxy settings"
+    assert [s.heading_path for s in doc.sections] == [("Proxy settings",), ("Proxy settings", "Limits")]
+    first, limits = doc.sections[0].text, doc.sections[1].text
+    # Sphinx roles keep their text (names of things as inline code); code-block is code.
+    assert "Set `HTTPS_PROXY` or pass `--proxy`, as the network page says." in first
+    assert "```\n$ tool --proxy http://proxy:3128 sync\n```" in first
+    assert "Use `tool.exe` instead." in first  # a tab's body is text
+    assert "\nnetwork" not in first and "hidden" not in first  # the toctree is navigation
+    assert "- `--timeout`: seconds to wait.\n- `--retries`: attempts." in limits
+    assert "Proxies that rewrite TLS need their CA." in limits  # admonitions are content
+    # Nothing is pulled in from the server's files and no raw HTML passes through.
+    text = first + limits
+    assert "root:" not in text and "steal" not in text and "include" not in text
+
+
+def test_plain_text_in_an_rst_file_stays_its_text(tmp_path: Path) -> None:
+    path = tmp_path / "notes.rst"
+    path.write_text("Plain notes\n\nThe server restarts at noon.\n")
+    [doc] = load(path)
+    assert "The server restarts at noon." in doc.sections[0].text
+
+
+def test_myst_directives_in_markdown(tmp_path: Path) -> None:
+    path = tmp_path / "index.md"
+    path.write_text(
+        "# Guide\n\nStart here.\n\n```{toctree}\n:hidden:\n\ninstall\n```\n\n"
+        "```{note}\n:class: tip\nBack up first.\n```\n\n```{code-block} console\n$ tool init\n```\n"
+    )
+    [doc] = load(path)
+    assert doc.sections[0].text == "Start here.\n\nBack up first.\n\n```\n$ tool init\n```"
+
+
 def test_pdf_pages_title_and_dehyphenation(tmp_path: Path) -> None:
     path = tmp_path / "manual.pdf"
     path.write_bytes(
