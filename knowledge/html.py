@@ -10,7 +10,9 @@ What comes out is the Markdown subset the rest of the pipeline reads: ``#`` head
 paragraphs, fenced code blocks from ``<pre>`` (a ``#`` line inside ``<pre>`` stays code),
 inline code from ``<code>``/``<kbd>``/``<tt>``, ``-``/``1.`` list items from ``<li>``,
 definition lists (AsciiDoc's option lists) as ``- **term**: text`` items, and tables as
-``|`` rows. Links keep their text only.
+``|`` rows. A table that lays a page out rather than holding data (a cell with a heading,
+code, a list or several paragraphs: DocBook's FAQ pages, old manuals) gives its cells' blocks
+in order instead, so its headings stay headings. Links keep their text only.
 """
 
 from __future__ import annotations
@@ -280,7 +282,48 @@ def _definitions(el: lxml.html.HtmlElement) -> str:
     return "\n".join(items)
 
 
+_LAYOUT_BLOCKS = frozenset(("pre", "ul", "ol", "dl", "table", *_HEADINGS))
+
+
+def _is_layout(el: lxml.html.HtmlElement) -> bool:
+    """A table used to lay a page out (DocBook's FAQ, old manuals), not to hold data: a cell
+    holds a heading, code, a list, another table or more than one paragraph."""
+    for cell in el.iter("td", "th"):
+        if any(isinstance(c.tag, str) and c.tag in _LAYOUT_BLOCKS for c in cell.iter() if c is not cell):
+            return True
+        if sum(1 for c in cell if isinstance(c.tag, str) and c.tag == "p") > 1:
+            return True
+    return False
+
+
+def _layout(el: lxml.html.HtmlElement) -> list[str]:
+    """A layout table's cells as the blocks they hold, row by row; a short first cell ("5.1.",
+    "Note:") leads the next cell's first block."""
+    out: list[str] = []
+    rows = [tr for tr in el.iter("tr") if tr.getparent() is el or tr.getparent().getparent() is el]
+    for tr in rows:
+        lead = ""
+        for cell in (c for c in tr if isinstance(c.tag, str) and c.tag in ("td", "th")):
+            blocks = _item_blocks(cell)
+            if not blocks:
+                continue
+            if lead and not blocks[0].startswith(("#", "```", "~~~~", "- ", "|")):
+                blocks[0] = f"{lead} {blocks[0]}"
+            elif lead:
+                out.append(lead)
+            lead = ""
+            if len(blocks) == 1 and len(blocks[0].split()) <= 3 and not blocks[0].startswith(("#", "```", "~~~~")):
+                lead = blocks[0]
+                continue
+            out.extend(blocks)
+        if lead:
+            out.append(lead)
+    return out
+
+
 def _table(el: lxml.html.HtmlElement) -> str:
+    if _is_layout(el):
+        return "\n\n".join(_layout(el))
     rows: list[list[str]] = []
     header = False
     for tr in el.iter("tr"):

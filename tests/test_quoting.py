@@ -185,6 +185,30 @@ def test_html_without_main_still_loses_nav_header_and_footer(tmp_path: Path) -> 
     assert "\n".join(s.text for s in doc.sections) == "Reset your password from the login page."
 
 
+FAQ_PAGE = """<html><head><title>Tool FAQ</title></head><body><main><h1>Tool FAQ</h1>
+<table summary="Q and A">
+<tr class="qandadiv"><td colspan="2"><h3>5. Suppressions</h3></td></tr>
+<tr class="question"><td><b>5.1.</b></td><td><b>Can the tool write my suppressions for me?</b></td></tr>
+<tr class="answer"><td></td><td><p>Yes! Use <code>--gen-suppressions=yes</code> and edit what it prints.</p>
+<pre>tool --gen-suppressions=yes ./prog</pre></td></tr>
+<tr class="question"><td><b>5.2.</b></td><td><b>Where do suppressions go?</b></td></tr>
+<tr class="answer"><td></td><td><p>In a file.</p><p>Pass it with <code>--suppressions</code>.</p></td></tr>
+</table></main></body></html>"""
+
+
+def test_a_layout_table_reads_as_headings_and_paragraphs_not_one_grid(tmp_path: Path) -> None:
+    path = tmp_path / "faq.html"
+    path.write_text(FAQ_PAGE)
+    [doc] = load_file(path, source="kb", max_bytes=1 << 20)
+    # The heading in a cell is a heading; each question leads with its number; the code is code.
+    assert [s.heading_path for s in doc.sections][-1] == ("Tool FAQ", "5. Suppressions")
+    text = doc.sections[-1].text
+    assert text.startswith("5.1. Can the tool write my suppressions for me?\n\nYes! Use `--gen-suppressions=yes`")
+    assert "```\ntool --gen-suppressions=yes ./prog\n```" in text
+    assert "5.2. Where do suppressions go?\n\nIn a file.\n\nPass it with `--suppressions`." in text
+    assert "|" not in text
+
+
 ASCIIDOC = """git-frob(1)
 ===========
 
