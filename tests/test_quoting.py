@@ -316,6 +316,12 @@ def test_teams_renders_a_quoted_code_block_as_code() -> None:
     assert texts[0].endswith("use:") and texts[1] == "- first item\n- second item"
 
 
+def test_teams_shows_an_escaped_hash_as_written_but_not_inside_code() -> None:
+    body = answer_card(_answer("\\# of seats is 50 [1]\n\n```\n\\#define SEATS 50\n```"))["body"]
+    assert body[0]["text"] == "# of seats is 50 [1]"
+    assert [b["codeSnippet"] for b in body if b["type"] == "CodeBlock"] == ["\\#define SEATS 50"]
+
+
 def test_reference_recall_counts_the_reference_content_words_found() -> None:
     assert reference_recall("Press the Home button.", "Press the **Home** button [1].") == 1.0
     assert reference_recall("Press the Home button twice.", "Press Home.") == 0.5

@@ -81,6 +81,14 @@ def citation_line(c: Citation, now: datetime) -> str:
 
 
 _FENCED = re.compile(r"^[ \t]*(```+|~~~+)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.S | re.M)
+_ESCAPED_HASH = re.compile(r"^\\#", re.MULTILINE)
+
+
+def _prose(text: str) -> str:
+    """Prose for a TextBlock: links made honest; a ``\\#`` the loader escaped at a line start
+    ("\\# of seats", page text that only looked like a heading) shown as ``#`` (TextBlock
+    markdown has no headings and no backslash escapes)."""
+    return _ESCAPED_HASH.sub("#", honest_text(text))
 
 
 def text_elements(text: str) -> list[dict[str, Any]]:
@@ -93,7 +101,7 @@ def text_elements(text: str) -> list[dict[str, Any]]:
     for match in _FENCED.finditer(text):
         before = text[at : match.start()].strip()
         if before:
-            elements.append({"type": "TextBlock", "text": honest_text(before), "wrap": True})
+            elements.append({"type": "TextBlock", "text": _prose(before), "wrap": True})
         code = textwrap.dedent(match.group(2)).rstrip("\n")
         elements.append(
             {
@@ -106,7 +114,7 @@ def text_elements(text: str) -> list[dict[str, Any]]:
         at = match.end()
     rest = text[at:].strip()
     if rest or not elements:
-        elements.append({"type": "TextBlock", "text": honest_text(rest), "wrap": True})
+        elements.append({"type": "TextBlock", "text": _prose(rest), "wrap": True})
     return elements
 
 
