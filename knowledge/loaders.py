@@ -4,7 +4,9 @@ Supported: Markdown, HTML (main content only, as Markdown: knowledge/html.py),
 reStructuredText (.rst, rendered by docutils and read as HTML: knowledge/rst.py), plain text
 (.txt, no extension, and any file whose content is text, such as ``README.Debian``; AsciiDoc
 sources read as Markdown: knowledge/asciidoc.py), PDF (pypdf, one section per page), DOCX
-(python-docx, ``Heading N`` styles) and BEIR-style JSONL corpora (one document per line). Every
+(python-docx, ``Heading N`` styles) and BEIR-style JSONL corpora (one document per line); any
+of the text formats gzip-compressed (``guide.md.gz``: read by the name inside, refused when
+it inflates past the size limit). Every
 problem with one input is a :class:`bot.errors.SourceError` whose ``reason`` is one short line;
 nothing else escapes. Files left out on purpose (unsupported type, excluded by a pattern or an
 ignore file, empty) are :class:`bot.errors.SourceSkipped`, a SourceError that is not a failure.
@@ -134,27 +136,45 @@ def load_file(
     kind = file_kind(path)
     if kind is None:
         raise SourceSkipped(where, _unsupported(path))
+    compressed = path.suffix.lower() == ".gz"
     try:
         stat = path.stat()
         if kind != "jsonl" and stat.st_size > max_bytes:
             raise SourceError(where, f"larger than the {_size(max_bytes)} limit")
-        data = path.read_bytes()
+        data = _gunzip(path, where, max_bytes) if compressed else path.read_bytes()
     except OSError as exc:
         raise SourceError(where, f"cannot read: {exc.strerror or exc}") from None
     # abspath, not resolve(): a symlinked file keeps the id of where it is linked from.
     url = Path(os.path.abspath(path)).as_uri()
+    name = Path(path.stem) if compressed else path
     return _documents(
         data,
         kind=kind,
         where=where,
         doc_id=document_id(source, url),
         url=url,
-        fallback_title=path.stem or path.name,
+        fallback_title=name.stem or name.name,
         source=source,
         access=access,
         updated_at=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
         max_line_bytes=max_bytes,
     )
+
+
+def _gunzip(path: Path, where: str, max_bytes: int) -> bytes:
+    """The decompressed content of a gzip file, refused past ``max_bytes`` (a small file that
+    inflates to gigabytes must not fill the memory)."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise SourceError(where, f"not a readable gzip file: {_one_line(exc)}") from None
+    if len(data) > max_bytes:
+        raise SourceError(where, f"larger than the {_size(max_bytes)} limit once decompressed")
+    return data
 
 
 def load_bytes(
@@ -209,6 +229,12 @@ def file_kind(path: Path) -> str | None:
     text (or HTML) is read, binary is not. None means unsupported.
     """
     suffix = path.suffix.lower()
+    if suffix == ".gz":
+        # Compressed documentation (Debian's /usr/share/doc: "pip_install.rst.gz"): the name
+        # inside decides; the content is not sniffed (it would have to be decompressed).
+        inner = Path(path.stem)
+        kind = _KIND_BY_SUFFIX.get(inner.suffix.lower()) if inner.suffix else None
+        return kind if kind not in (None, "jsonl", "") else None
     if suffix in _KIND_BY_SUFFIX:
         return _KIND_BY_SUFFIX[suffix]
     mime, _ = _MIME.guess_type(path.name, strict=False)
@@ -593,16 +619,28 @@ def _parse_markdown(data: bytes | str, charset: str | None) -> _Parsed:
         elif token.type == "fence" and token.info.startswith("{"):
             if (kept := _myst_directive(token.info, token.content)) is not None:
                 pairs[-1][1].append(kept)
-        elif token.type != "hr" and not token.content.lstrip().startswith("<!--"):
+        elif token.type in ("fence", "code_block"):
             pairs[-1][1].append("\n".join(lines[token.map[0] : token.map[1]]))
+        elif token.type != "hr" and not token.content.lstrip().startswith("<!--"):
+            pairs[-1][1].append(_myst_roles("\n".join(lines[token.map[0] : token.map[1]])))
     return _Parsed(title, _sections(pairs))
+
+
+# MyST directives whose body is prose (admonitions and layout); any other is shown as code.
+_MYST_TEXT = frozenset(
+    ("note", "warning", "tip", "important", "caution", "attention", "danger", "error", "hint",
+     "admonition", "margin", "sidebar", "topic", "rubric", "epigraph", "div", "table", "list-table")
+)  # fmt: skip
+# {role}`text` in MyST Markdown; "text <target>" shows its text.
+_MYST_ROLE = re.compile(r"\{([\w:.-]+)\}`([^`\n]+)`")
 
 
 def _myst_directive(info: str, body: str) -> str | None:
     """What a MyST directive fence (```` ```{name} argument ````, Sphinx's Markdown) shows a
-    reader: code for ``code-block``; the body as text for notes, tabs and the like; nothing for
-    navigation and generated content (``toctree``, ``automodule``, …; knowledge/rst.py)."""
-    from knowledge.rst import DROPPED_DIRECTIVES
+    reader: nothing for navigation and generated content (``toctree``, ``automodule``, …;
+    knowledge/rst.py); the body as text for notes, tabs and the like; code for anything else
+    (``code-block`` and a project's own directives, such as pip's ``{pip-cli}`` examples)."""
+    from knowledge.rst import CONTENT_DIRECTIVES, DROPPED_DIRECTIVES
 
     name, _, argument = info[1:].partition("}")
     name, argument = name.strip(), argument.strip()
@@ -613,9 +651,20 @@ def _myst_directive(info: str, body: str) -> str | None:
     while lines and re.match(r"^:[\w-]+:", lines[0]):
         lines.pop(0)
     text = "\n".join(lines).strip("\n")
-    if name in ("code-block", "code", "sourcecode", "code-cell"):
-        return f"```\n{text}\n```"
-    return "\n\n".join(part for part in (argument, text) if part) or None
+    if name in _MYST_TEXT or name in CONTENT_DIRECTIVES:
+        return "\n\n".join(part for part in (_myst_roles(argument), _myst_roles(text)) if part) or None
+    return f"```\n{text}\n```" if text else None
+
+
+def _myst_roles(text: str) -> str:
+    """MyST roles as what they show: names of things as inline code, the rest as words."""
+    from knowledge.rst import CODE_ROLES
+
+    def shown(m: re.Match[str]) -> str:
+        words = re.sub(r"\s*<[^<>]+>$", "", m.group(2)).lstrip("~!") or m.group(2)
+        return f"`{words}`" if m.group(1) in CODE_ROLES else words
+
+    return _MYST_ROLE.sub(shown, text)
 
 
 def _parse_html(data: bytes, charset: str | None) -> _Parsed:

@@ -27,14 +27,14 @@ from docutils.parsers.rst import Directive, directives, roles
 from docutils.writers.html5_polyglot import HTMLTranslator, Writer
 
 # Roles whose text names a thing one types or looks for: shown as inline code.
-_CODE_ROLES = (
+CODE_ROLES = (
     "option", "command", "program", "envvar", "file", "samp", "kbd", "makevar", "class", "func",
     "meth", "mod", "attr", "data", "exc", "obj", "const", "var", "confval", "setting", "py:class",
     "py:func", "py:meth", "py:mod", "py:attr", "py:data", "py:exc", "py:obj", "c:func", "c:type",
 )  # fmt: skip
 # Roles whose text reads as words: shown as plain text.
 _TEXT_ROLES = ("ref", "doc", "term", "guilabel", "menuselection", "abbr", "dfn", "numref", "any", "keyword")
-_CONTENT_DIRECTIVES = (
+CONTENT_DIRECTIVES = (
     "tab", "tabs", "tab-set", "tab-item", "only", "versionadded", "versionchanged", "deprecated",
     "seealso", "centered", "hlist", "glossary", "productionlist", "card", "grid", "grid-item",
     "grid-item-card", "dropdown", "rst-class", "index-only",
@@ -114,11 +114,11 @@ def _role(code: bool) -> Any:
 def _register() -> None:
     for name in ("code-block", "sourcecode"):
         directives.register_directive(name, _CodeBlock)
-    for name in _CONTENT_DIRECTIVES:
+    for name in CONTENT_DIRECTIVES:
         directives.register_directive(name, _Content)
     for name in DROPPED_DIRECTIVES:
         directives.register_directive(name, _Dropped)
-    for name in _CODE_ROLES:
+    for name in CODE_ROLES:
         roles.register_local_role(name, _role(code=True))
     for name in _TEXT_ROLES:
         roles.register_local_role(name, _role(code=False))

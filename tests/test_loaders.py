@@ -272,14 +272,37 @@ def test_plain_text_in_an_rst_file_stays_its_text(tmp_path: Path) -> None:
     assert "The server restarts at noon." in doc.sections[0].text
 
 
+def test_gzipped_documents_read_by_the_name_inside_and_bombs_refused(tmp_path: Path) -> None:
+    import gzip
+
+    guide = tmp_path / "pip_install.rst.gz"
+    guide.write_bytes(gzip.compress(b"Install\n=======\n\n.. code-block:: console\n\n   $ pip install x\n"))
+    [doc] = load(guide)
+    assert doc.title == "Install"
+    assert "```\n$ pip install x\n```" in doc.sections[0].text
+    plain = tmp_path / "changelog.gz"  # no name inside: what it is cannot be told
+    plain.write_bytes(gzip.compress(b"1.0: first release"))
+    bomb = tmp_path / "bomb.txt.gz"
+    bomb.write_bytes(gzip.compress(b"a" * (2 * MB)))  # about 2 KB on disk
+    broken = tmp_path / "broken.md.gz"
+    broken.write_bytes(gzip.compress(b"# Title\n\nText.\n")[:-12])
+    assert "unsupported" in reason(plain)
+    assert reason(bomb) == "larger than the 1 MB limit once decompressed"
+    assert reason(broken).startswith("not a readable gzip file")
+
+
 def test_myst_directives_in_markdown(tmp_path: Path) -> None:
     path = tmp_path / "index.md"
     path.write_text(
         "# Guide\n\nStart here.\n\n```{toctree}\n:hidden:\n\ninstall\n```\n\n"
-        "```{note}\n:class: tip\nBack up first.\n```\n\n```{code-block} console\n$ tool init\n```\n"
+        "```{note}\n:class: tip\nBack up first.\n```\n\n```{code-block} console\n$ tool init\n```\n\n"
+        "Edit {file}`tool.toml`, see {ref}`the setup page <setup>`.\n\n```{tool-cli}\n$ tool sync\n```\n"
     )
     [doc] = load(path)
-    assert doc.sections[0].text == "Start here.\n\nBack up first.\n\n```\n$ tool init\n```"
+    assert doc.sections[0].text == (
+        "Start here.\n\nBack up first.\n\n```\n$ tool init\n```\n\n"
+        "Edit `tool.toml`, see the setup page.\n\n```\n$ tool sync\n```"  # a project's own directive: code
+    )
 
 
 def test_pdf_pages_title_and_dehyphenation(tmp_path: Path) -> None:
