@@ -2,8 +2,9 @@
 
 Chunks never cross a section (heading) boundary, except that a tiny section is folded
 into the chunk before it. A fenced code block or a table is kept whole in one chunk (up to
-three chunk sizes; a longer one is cut between lines and each piece fenced again), and an
-introduction ending in ":" stays with the block after it. Within a section whole paragraphs are packed up to ``size``
+three chunk sizes; a longer one is cut between lines and each piece fenced again; a list whose
+items hold code blocks is cut only between them), and an introduction ending in ":" stays
+with the block after it. Within a section whole paragraphs are packed up to ``size``
 words; longer paragraphs are cut at sentence boundaries, and sentences longer than a
 chunk at word boundaries. Consecutive chunks of a section share up to ``overlap`` words,
 taken as whole sentences when they fit, so a fact cut by a boundary is still found whole.
@@ -130,11 +131,14 @@ def _units(text: str, size: int, overlap: int) -> list[_Unit]:
     units: list[_Unit] = []
     for paragraph in _paragraphs(text, size):
         words = _count(paragraph)
-        if _is_block(paragraph) or "\n```" in paragraph or "\n~~~" in paragraph:
+        lines = paragraph.split("\n")
+        fenced = any(_FENCE.match(line) for line in lines[1:])  # a list item's code block is indented
+        if _is_block(paragraph) or fenced:
             if words <= _ATOMIC * size:
                 units.append(_Unit(paragraph, words, "\n\n"))  # a chunk of its own if it must
                 continue
-            units.extend(_Unit(run, _count(run), "\n\n") for run in _line_runs(paragraph, size))
+            runs = _line_runs(paragraph, size) if _is_block(paragraph) else _runs_between_fences(lines, size)
+            units.extend(_Unit(run, _count(run), "\n\n") for run in runs)
             continue
         if words <= size:
             if words:
@@ -189,6 +193,22 @@ def _line_runs(block: str, size: int) -> list[str]:
     return [f"{fence}\n" + "\n".join(r) + f"\n{fence}" if fence else "\n".join(r) for r in runs if r]
 
 
+def _runs_between_fences(lines: list[str], size: int) -> list[str]:
+    """Prose with code blocks inside it (a list whose items hold code), too long for one
+    chunk, as runs of whole lines of about ``size`` words, cut only outside a code block:
+    a cut inside one would leave each piece with one fence, read as the start of code."""
+    runs: list[list[str]] = [[]]
+    fence = ""
+    for line in lines:
+        if not fence and runs[-1] and _count("\n".join(runs[-1] + [line])) > size:
+            runs.append([])
+        runs[-1].append(line)
+        marker = _FENCE.match(line)
+        if marker and (not fence or marker.group(1).startswith(fence)):
+            fence = "" if fence else marker.group(1)[:3]
+    return ["\n".join(r) for r in runs if r]
+
+
 def _tail(text: str, limit: int) -> str:
     """The longest run of whole sentences ending ``text`` with at most ``limit`` words,
     else its last ``limit`` words; nothing when ``text`` ends in a code block or table
@@ -199,6 +219,11 @@ def _tail(text: str, limit: int) -> str:
     if _is_block(last) or last.rstrip().endswith(("```", "~~~")):
         return ""
     for match in _BOUNDARY.finditer(text):
-        if _count(text[match.end() :]) <= limit:
-            return text[match.end() :]
+        tail = text[match.end() :]
+        # A tail holding one fence of a code block (its end, say) would open a code block
+        # that never closes in the next chunk: start after it instead.
+        if _count(tail) <= limit and sum(1 for line in tail.split("\n") if _FENCE.match(line)) % 2 == 0:
+            return tail
+    if any(_FENCE.match(line) for line in text.split("\n")[-limit:]):
+        return ""
     return " ".join(text.split()[-limit:])

@@ -203,9 +203,17 @@ def _blocks(el: lxml.html.HtmlElement, out: list[str]) -> None:
 _HEADING_LIKE = re.compile(r"^(#{1,6})(?=\s|$)", re.MULTILINE)
 
 
+# A line of a paragraph that Markdown would take for a code fence: "~~~~" under a title in a
+# plain-text README shown as HTML is decoration; a line starting with ``` is page text.
+_TILDE_RULE = re.compile(r"^~{3,}[ \t]*\n?", re.MULTILINE)
+_FENCE_LIKE = re.compile(r"^(`{3,})", re.MULTILINE)
+
+
 def _literal(paragraph: str) -> str:
-    """``paragraph`` with a leading ``#`` escaped: page text, not a Markdown heading."""
-    return _HEADING_LIKE.sub(r"\\\1", paragraph)
+    """``paragraph`` as page text for Markdown: a leading ``#`` escaped (not a heading), a
+    fence-like line escaped or, when it is only tildes, dropped (not the start of code)."""
+    paragraph = _TILDE_RULE.sub("", paragraph).strip("\n")
+    return _FENCE_LIKE.sub(r"\\\1", _HEADING_LIKE.sub(r"\\\1", paragraph))
 
 
 def _inline_element(el: lxml.html.HtmlElement) -> str:

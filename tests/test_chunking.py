@@ -105,6 +105,26 @@ def test_overlap_crosses_paragraph_breaks_within_a_section() -> None:
     assert [c.text for c in chunks] == [first, f"a2 has four more words.\n\n{second}"]
 
 
+def _fences(text: str) -> int:
+    return sum(1 for line in text.split("\n") if line.strip().startswith("```"))
+
+
+def test_a_long_list_with_code_in_its_items_is_cut_between_code_blocks_never_inside() -> None:
+    # A Sphinx example list: numbered items, each with an indented code block, no blank lines.
+    items = [
+        f"{n}. Example {n} {words(5 + n, f'd{n}_')}.\n   Unix/macOS\n   ```\n   tool run {words(8 + 2 * n, f'c{n}_')}"
+        f"\n   ```\n   Windows\n   ```\n   tool.exe run {words(6, f'w{n}_')}\n   ```"
+        for n in range(1, 9)
+    ]
+    chunks = chunk_document(doc((("Examples",), "\n".join(items))), size=60, overlap=15)
+    assert len(chunks) > 1
+    for c in chunks:
+        assert _fences(c.text) % 2 == 0, c.text  # every piece opens and closes its code blocks
+    joined = "\n".join(c.text for c in chunks)
+    for n in range(1, 9):
+        assert f"   tool run {words(8 + 2 * n, f'c{n}_')}\n" in joined  # no command lost, cut or unindented
+
+
 def test_tiny_trailing_section_folds_into_previous_chunk_with_its_heading() -> None:
     d = doc(
         (("Billing", "Refunds"), words(40)),

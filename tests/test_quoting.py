@@ -209,6 +209,21 @@ def test_a_layout_table_reads_as_headings_and_paragraphs_not_one_grid(tmp_path: 
     assert "|" not in text
 
 
+def test_a_plain_text_readme_in_html_keeps_its_tilde_underlines_out_of_code(tmp_path: Path) -> None:
+    # valgrind's README.developers as HTML: lines of "~" under titles, in a paragraph with <br>.
+    path = tmp_path / "readme.html"
+    path.write_text(
+        "<html><body><main><h1>Developers</h1><p>Building a tarball<br>~~~~~~~~~~~~~~~~~~<br>"
+        "Run make dist.<br>```not a fence<br>Running the tests<br>~~~~~~~~~~~~~~~~~<br>Run make regtest.</p>"
+        "</main></body></html>"
+    )
+    [doc] = load_file(path, source="kb", max_bytes=1 << 20)
+    text = doc.sections[0].text
+    assert "~~~" not in text and "Run make dist." in text and "Run make regtest." in text
+    assert "\\```not a fence" in text
+    assert [u.kind for u in read_units(text)] == ["sentence"] * len(read_units(text))  # nothing reads as code
+
+
 ASCIIDOC = """git-frob(1)
 ===========
 
