@@ -171,7 +171,27 @@ def read_units(text: str) -> list[Unit]:
             body = [line.rstrip()]
             while j < len(lines):
                 nxt = lines[j]
-                if not nxt.strip() or _ITEM.match(nxt) or _FENCE.match(nxt) or nxt.strip().startswith("|"):
+                deeper = len(nxt) - len(nxt.lstrip()) > indent
+                if deeper and (inner := _FENCE.match(nxt)):
+                    # A code block inside the item ("Unix:" and its command): part of the item.
+                    marker = inner.group(1)[:3]
+                    end = next((k for k in range(j + 1, len(lines)) if lines[k].strip().startswith(marker)), None)
+                    stop = len(lines) if end is None else end + 1
+                    body.extend(line.rstrip() for line in lines[j:stop])
+                    if end is None:
+                        body.append(" " * (len(nxt) - len(nxt.lstrip())) + marker)  # cut by a chunk boundary
+                    j = stop
+                    continue
+                if not nxt.strip():
+                    # A blank line inside an item: the item goes on when what follows is indented under it.
+                    ahead = next((k for k in range(j + 1, len(lines)) if lines[k].strip()), None)
+                    follow = lines[ahead] if ahead is not None else ""
+                    if ahead is not None and len(follow) - len(follow.lstrip()) > indent and not _ITEM.match(follow):
+                        body.append("")
+                        j += 1
+                        continue
+                    break
+                if _ITEM.match(nxt) or _FENCE.match(nxt) or nxt.strip().startswith("|"):
                     break
                 if len(nxt) - len(nxt.lstrip()) <= indent and _HEADING.match(nxt):
                     break

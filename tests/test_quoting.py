@@ -100,6 +100,19 @@ def test_a_list_keeps_its_items() -> None:
     assert "- the database has a recent backup\n- no import job is running\n- every node runs version 4.2 or later" in text
 
 
+def test_a_list_item_keeps_the_code_blocks_indented_under_it() -> None:
+    doc = (
+        "1. Install from a file.\n   Unix:\n\n   ```\n   tool install -r deps.txt\n   ```\n"
+        "   Windows:\n   ```\n   tool.exe install -r deps.txt\n   ```\n"
+        "2. Upgrade one package.\n   ```\n   tool install --upgrade pkg\n   ```\n\nThat is all."
+    )
+    units = read_units(doc)
+    assert [u.kind for u in units] == ["item", "item", "sentence"]
+    assert units[0].text.endswith("   Windows:\n   ```\n   tool.exe install -r deps.txt\n   ```")
+    text = ExtractiveGenerator(window_words=10).generate(_request("How do I upgrade one package?", [doc])).text
+    assert "2. Upgrade one package.\n   ```\n   tool install --upgrade pkg\n   ```" in text
+
+
 def test_one_quote_with_its_heading_path_and_one_citation() -> None:
     texts = [
         "To rotate an API key, open Settings > API and press Rotate. The old key stops working after an hour.",
