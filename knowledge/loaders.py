@@ -190,7 +190,7 @@ def load_bytes(
     """Load fetched content (a web page, an API body) into documents.
 
     The parser is chosen by ``content_type`` (its ``charset`` is honoured for text), else by
-    the suffix of ``name``. The id is ``f"{source}:{url}"`` (a JSONL row's adds its ``_id``,
+    the suffix of ``name``; a generic ``text/plain`` defers to a ``.md`` or ``.rst`` name. The id is ``f"{source}:{url}"`` (a JSONL row's adds its ``_id``,
     :mod:`bot.identity`); the size limit is the fetcher's
     job. Raises :class:`SourceError` naming ``url`` (never anything else) for unreadable input.
     """
@@ -205,6 +205,8 @@ def load_bytes(
         kind = _KIND_BY_CONTENT_TYPE.get(mime) or ("text" if mime.startswith("text/") else None)
         if kind is None:
             raise SourceSkipped(url, f"unsupported content type {mime}")
+        if kind == "text" and _KIND_BY_SUFFIX.get(suffix) in ("markdown", "rst"):
+            kind = _KIND_BY_SUFFIX[suffix]  # raw files (GitHub's among them) serve .md and .rst as text/plain
     charset = re.search(r"charset=\"?([\w.:-]+)", params, re.I)
     stem = PurePosixPath(name).stem
     return _documents(

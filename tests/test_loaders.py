@@ -467,6 +467,18 @@ def test_load_bytes_picks_parser_by_content_type_then_suffix() -> None:
     )
     assert pdf.sections[0].text == "PDF body."
 
+    # Raw file hosts serve Markdown and reStructuredText as text/plain: the name says more.
+    raw = "https://raw.example.com/docs/setup"
+    [md] = load_bytes(b"# Setup\n\n## Proxy\n\nSet it.\n", name="setup.md", url=raw, source="web", content_type="text/plain")
+    assert (md.title, md.sections[-1].heading_path) == ("Setup", ("Setup", "Proxy"))
+    [rst] = load_bytes(
+        b"Setup\n=====\n\n.. code-block:: sh\n\n   tool init\n", name="setup.rst", url=raw, source="web",
+        content_type="text/plain; charset=utf-8",
+    )
+    assert rst.title == "Setup" and "```\ntool init\n```" in rst.sections[0].text
+    [txt] = load_bytes(b"# not a heading in a .txt", name="notes.txt", url=raw, source="web", content_type="text/plain")
+    assert txt.sections[0].text == "# not a heading in a .txt"
+
     with pytest.raises(SourceError, match="unsupported content type image/png"):
         load_bytes(b"\x89PNG", name="logo", url=url, source="web", content_type="image/png")
     with pytest.raises(SourceError, match=r"unsupported file type \.exe"):
