@@ -71,9 +71,20 @@ def _main(doc: lxml.html.HtmlElement) -> lxml.html.HtmlElement:
     return body if body is not None else doc
 
 
+# The text of a heading's permalink (Sphinx and MkDocs "¶", Docusaurus' zero-width "#").
+_PERMALINK_TEXT = frozenset(("", "¶", "#", "§", "🔗", "\u200b", "\u200b#"))
+
+
+def _is_permalink(el: lxml.html.HtmlElement, tag: str) -> bool:
+    """An in-page link that only marks where a heading is ("Installation¶")."""
+    if tag != "a" or not (el.get("href") or "").startswith("#"):
+        return False
+    return "headerlink" in (el.get("class") or "") or "".join(el.itertext()).strip() in _PERMALINK_TEXT
+
+
 def _is_furniture(el: lxml.html.HtmlElement) -> bool:
     tag = el.tag if isinstance(el.tag, str) else ""
-    if tag in _DROP_TAGS:
+    if tag in _DROP_TAGS or _is_permalink(el, tag):
         return True
     if (el.get("role") or "").lower() in _DROP_ROLES:
         return True

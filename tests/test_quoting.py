@@ -237,6 +237,19 @@ def test_a_plain_text_readme_in_html_keeps_its_tilde_underlines_out_of_code(tmp_
     assert [u.kind for u in read_units(text)] == ["sentence"] * len(read_units(text))  # nothing reads as code
 
 
+def test_heading_permalinks_of_doc_generators_are_not_part_of_the_heading(tmp_path: Path) -> None:
+    path = tmp_path / "install.html"
+    path.write_text(
+        '<html><body><div role="main"><h1>Install<a class="headerlink" href="#install">¶</a></h1>'
+        '<p>Run the installer.</p><h2>Proxy<a href="#proxy" class="hash-link">\u200b</a></h2>'
+        '<p>See <a href="#install">the install step</a> first.</p></div></body></html>'
+    )
+    [doc] = load_file(path, source="kb", max_bytes=1 << 20)
+    assert doc.title == "Install"
+    assert [s.heading_path for s in doc.sections] == [("Install",), ("Install", "Proxy")]
+    assert doc.sections[1].text == "See the install step first."  # an in-page link with words stays
+
+
 ASCIIDOC = """git-frob(1)
 ===========
 
