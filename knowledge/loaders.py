@@ -18,6 +18,7 @@ Which files of a folder are read is decided by :func:`walk_files` with a :class:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import io
 import json
@@ -669,6 +670,9 @@ def _myst_roles(text: str) -> str:
     return _MYST_ROLE.sub(shown, text)
 
 
+_DECLARED_CHARSET = re.compile(rb"<meta[^>]+charset|<\?xml[^>]+encoding", re.I)
+
+
 def _parse_html(data: bytes, charset: str | None) -> _Parsed:
     from knowledge.html import html_to_markdown
 
@@ -678,6 +682,11 @@ def _parse_html(data: bytes, charset: str | None) -> _Parsed:
         html = _decode(data, charset)
     elif b"\x00" in data:
         raise _Unreadable("binary file, not text")
+    elif not _DECLARED_CHARSET.search(data[:4096]):
+        # No charset declared: lxml would read Latin-1, and a UTF-8 page ("café", a zero-width
+        # space) would come out garbled. Today's pages without a declaration are UTF-8.
+        with contextlib.suppress(UnicodeDecodeError):  # not UTF-8: lxml reads it as before
+            html = data.decode("utf-8")
     try:
         # Markdown keeps headings, code blocks, lists and tables; its parser builds the sections.
         title, markdown = html_to_markdown(html)

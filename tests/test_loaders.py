@@ -305,6 +305,21 @@ def test_myst_directives_in_markdown(tmp_path: Path) -> None:
     )
 
 
+def test_html_without_a_declared_charset_is_read_as_utf8_unless_it_is_not(tmp_path: Path) -> None:
+    utf8 = tmp_path / "menu.html"
+    utf8.write_bytes("<html><body><h1>Café menu</h1><p>Crème brûlée, 5 €.</p></body></html>".encode())
+    [doc] = load(utf8)
+    assert doc.title == "Café menu" and doc.sections[0].text == "Crème brûlée, 5 €."
+    legacy = tmp_path / "old.html"  # not valid UTF-8: read as before (Latin-1)
+    legacy.write_bytes("<html><body><p>Crème brûlée.</p></body></html>".encode("latin-1"))
+    assert load(legacy)[0].sections[0].text == "Crème brûlée."
+    declared = tmp_path / "declared.html"
+    declared.write_bytes(
+        '<html><head><meta charset="iso-8859-15"></head><body><p>5 €.</p></body></html>'.encode("iso-8859-15")
+    )
+    assert load(declared)[0].sections[0].text == "5 €."
+
+
 def test_pdf_pages_title_and_dehyphenation(tmp_path: Path) -> None:
     path = tmp_path / "manual.pdf"
     path.write_bytes(
