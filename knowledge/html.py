@@ -30,7 +30,7 @@ _DROP_TAGS = frozenset(
 _DROP_ROLES = frozenset(["navigation", "banner", "contentinfo", "complementary", "search", "dialog", "alertdialog", "menu", "menubar"])
 # Words in a class or id that mark page furniture, not content.
 _FURNITURE = frozenset(
-    ["nav", "navbar", "navigation", "menu", "menubar", "breadcrumb", "breadcrumbs", "sidebar", "side-bar", "sidenav", "toc", "footer", "cookie", "cookies", "consent", "gdpr", "skip", "skiplink", "social", "share", "sharing", "pagination"]
+    ["nav", "navbar", "navigation", "menu", "menubar", "breadcrumb", "breadcrumbs", "sidebar", "side-bar", "sidenav", "toc", "footer", "cookie", "cookies", "consent", "gdpr", "skip", "skiplink", "social", "share", "sharing", "pagination", "linenos", "lineno"]
 )
 _BLOCK_TAGS = frozenset(
     ["p", "div", "section", "article", "main", "body", "html", "blockquote", "figure", "figcaption", "center", "details", "summary", "address", "hgroup", "fieldset"]
@@ -71,6 +71,7 @@ def _main(doc: lxml.html.HtmlElement) -> lxml.html.HtmlElement:
     return body if body is not None else doc
 
 
+# ("linenos": the line-number gutter of a highlighted code block, Sphinx's and MkDocs'.)
 # The text of a heading's permalink (Sphinx and MkDocs "¶", Docusaurus' zero-width "#").
 _PERMALINK_TEXT = frozenset(("", "¶", "#", "§", "🔗", "\u200b", "\u200b#"))
 

@@ -250,6 +250,18 @@ def test_heading_permalinks_of_doc_generators_are_not_part_of_the_heading(tmp_pa
     assert doc.sections[1].text == "See the install step first."  # an in-page link with words stays
 
 
+def test_line_number_gutters_of_highlighted_code_are_not_code(tmp_path: Path) -> None:
+    path = tmp_path / "code.html"
+    path.write_text(
+        '<html><body><main><h1>Setup</h1><p>Run:</p><table class="highlighttable"><tr>'
+        '<td class="linenos"><div class="linenodiv"><pre>1\n2</pre></div></td>'
+        '<td class="code"><div class="highlight"><pre>tool init\ntool sync</pre></div></td></tr></table>'
+        '<p>Or:</p><div class="highlight"><pre><span class="linenos">1</span>tool run</pre></div></main></body></html>'
+    )
+    [doc] = load_file(path, source="kb", max_bytes=1 << 20)
+    assert doc.sections[0].text == "Run:\n\n```\ntool init\ntool sync\n```\n\nOr:\n\n```\ntool run\n```"
+
+
 ASCIIDOC = """git-frob(1)
 ===========
 
