@@ -578,11 +578,14 @@ def _parse_text(data: bytes, charset: str | None) -> _Parsed:
     text = _decode(data, charset)
     if looks_like_asciidoc(text):
         # AsciiDoc sources (git's own docs ship as .txt) read like the HTML rendered from them.
-        return _parse_markdown(asciidoc_to_markdown(text), None)
+        return _parse_markdown(asciidoc_to_markdown(text), None, raw_html=False)
     return _Parsed(None, _sections([((), [text])]))
 
 
-def _parse_markdown(data: bytes | str, charset: str | None) -> _Parsed:
+def _parse_markdown(data: bytes | str, charset: str | None, *, raw_html: bool = True) -> _Parsed:
+    """Sections of Markdown. ``raw_html``: the text is a person's Markdown, whose HTML tags are
+    markup (a README's ``<details>``); False for Markdown this loader made from HTML, reST or
+    AsciiDoc, where a ``<b>`` left in the text is what the page says."""
     text = _decode(data, charset) if isinstance(data, bytes) else data
     text = text.replace("\r\n", "\n")
     title: str | None = None
@@ -624,8 +627,16 @@ def _parse_markdown(data: bytes | str, charset: str | None) -> _Parsed:
                 pairs[-1][1].append(kept)
         elif token.type in ("fence", "code_block"):
             pairs[-1][1].append("\n".join(lines[token.map[0] : token.map[1]]))
-        elif token.type != "hr" and not token.content.lstrip().startswith("<!--"):
-            pairs[-1][1].append(_myst_roles("\n".join(lines[token.map[0] : token.map[1]])))
+        elif token.type == "html_block" and token.content.lstrip().startswith("<!--"):
+            continue
+        elif token.type == "html_block" and raw_html:
+            # Raw HTML in Markdown (a README's centred logo, <details>, a <table>): its text, as
+            # Markdown, the way a rendered page shows it.
+            if block := _html_block(token.content):
+                pairs[-1][1].append(block)
+        elif token.type != "hr":
+            text = _myst_roles("\n".join(lines[token.map[0] : token.map[1]]))
+            pairs[-1][1].append(_inline_html(text) if raw_html else text)
     return _Parsed(title, _sections(pairs))
 
 
@@ -636,6 +647,54 @@ _MYST_TEXT = frozenset(
 )  # fmt: skip
 # {role}`text` in MyST Markdown; "text <target>" shows its text.
 _MYST_ROLE = re.compile(r"\{([\w:.-]+)\}`([^`\n]+)`")
+
+
+_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1", re.S)
+_TAG = re.compile(r"<(/?)([A-Za-z][\w-]*)((?:\s[^<>]*)?)/?>")
+_ALT = re.compile(r"""\balt\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
+_CODE_TAGS = frozenset(("code", "kbd", "samp", "tt", "var"))
+# Inline HTML tags seen in Markdown prose (others, "List<String>", are text).
+_INLINE_TAGS = _CODE_TAGS | frozenset(
+    ("a", "abbr", "b", "br", "del", "em", "font", "i", "img", "ins", "mark", "q", "s", "small", "span",
+     "strong", "sub", "sup", "u", "p", "div", "center", "details", "summary", "picture", "source")
+)  # fmt: skip
+
+
+def _html_block(raw: str) -> str:
+    from knowledge.html import html_to_markdown
+
+    try:
+        return html_to_markdown(f"<html><body>{raw}</body></html>")[1].strip()
+    except ValueError:
+        return ""
+
+
+def _inline_html(text: str) -> str:
+    """Inline HTML tags in Markdown prose as what they show (``<kbd>Ctrl</kbd>`` as inline
+    code, ``<img alt>`` as its text, ``<br>`` as a line break, other tags dropped, their text
+    kept); code spans are left alone."""
+
+    def tag(m: re.Match[str]) -> str:
+        name = m.group(2).lower()
+        if name not in _INLINE_TAGS or m.group(2) != m.group(2).lower() and m.group(2) != m.group(2).upper():
+            return m.group(0)
+        if name == "br":
+            return "\n"
+        if name == "img":
+            alt = _ALT.search(m.group(3) or "")
+            return (alt.group(1) or alt.group(2) or "") if alt else ""
+        return "`" if name in _CODE_TAGS else ""
+
+    if "<" not in text:
+        return text
+    out: list[str] = []
+    at = 0
+    for span in _CODE_SPAN.finditer(text):
+        out.append(_TAG.sub(tag, text[at : span.start()]))
+        out.append(span.group(0))
+        at = span.end()
+    out.append(_TAG.sub(tag, text[at:]))
+    return "".join(out)
 
 
 def _myst_directive(info: str, body: str) -> str | None:
@@ -694,7 +753,7 @@ def _parse_html(data: bytes, charset: str | None) -> _Parsed:
         raise _Unreadable(f"not readable HTML: {_one_line(exc)}") from None
     if not markdown.strip():
         raise _Unreadable("no main content found in the HTML")
-    parsed = _parse_markdown(markdown, None)
+    parsed = _parse_markdown(markdown, None, raw_html=False)
     return _Parsed(title or parsed.title, parsed.sections)
 
 
@@ -711,7 +770,7 @@ def _parse_rst(data: bytes, charset: str | None) -> _Parsed:
         return _parse_text(data, charset)
     if not markdown.strip():
         return _parse_text(data, charset)
-    parsed = _parse_markdown(markdown, None)
+    parsed = _parse_markdown(markdown, None, raw_html=False)
     return _Parsed(title or parsed.title, parsed.sections)
 
 

@@ -291,6 +291,24 @@ def test_gzipped_documents_read_by_the_name_inside_and_bombs_refused(tmp_path: P
     assert reason(broken).startswith("not a readable gzip file")
 
 
+def test_html_inside_markdown_reads_as_what_it_shows(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        '# Tool\n\n<p align="center"><img src="logo.png" alt="Tool logo"></p>\n\n'
+        "<details>\n<summary>Advanced options</summary>\n\nSet `TOOL_DEBUG=1`, not `<b>`.\n\n</details>\n\n"
+        "Press <kbd>Ctrl</kbd>+<kbd>C</kbd> to stop.<br>Then <b>restart</b> it; a List<String> stays.\n\n"
+        "<table><tr><th>Key</th><th>Value</th></tr><tr><td>a</td><td>b</td></tr></table>\n\n<!-- note to self -->\n"
+    )
+    [doc] = load(readme)
+    assert doc.sections[0].text == (
+        "Tool logo\n\nAdvanced options\n\nSet `TOOL_DEBUG=1`, not `<b>`.\n\n"
+        "Press `Ctrl`+`C` to stop.\nThen restart it; a List<String> stays.\n\n| Key | Value |\n|---|---|\n| a | b |"
+    )
+    page = tmp_path / "tags.html"  # an HTML page that talks about tags keeps them as text
+    page.write_text("<html><body><main><p>Wrap bold text in &lt;b&gt; tags.</p></main></body></html>")
+    assert load(page)[0].sections[0].text == "Wrap bold text in <b> tags."
+
+
 def test_myst_directives_in_markdown(tmp_path: Path) -> None:
     path = tmp_path / "index.md"
     path.write_text(
