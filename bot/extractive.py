@@ -171,7 +171,7 @@ def read_units(text: str) -> list[Unit]:
             body = [line.rstrip()]
             while j < len(lines):
                 nxt = lines[j]
-                deeper = len(nxt) - len(nxt.lstrip()) > indent
+                deeper = _indent_of(nxt) > indent
                 if deeper and (inner := _FENCE.match(nxt)):
                     # A code block inside the item ("Unix:" and its command): part of the item.
                     marker = inner.group(1)[:3]
@@ -179,21 +179,21 @@ def read_units(text: str) -> list[Unit]:
                     stop = len(lines) if end is None else end + 1
                     body.extend(line.rstrip() for line in lines[j:stop])
                     if end is None:
-                        body.append(" " * (len(nxt) - len(nxt.lstrip())) + marker)  # cut by a chunk boundary
+                        body.append(" " * _indent_of(nxt) + marker)  # cut by a chunk boundary
                     j = stop
                     continue
                 if not nxt.strip():
                     # A blank line inside an item: the item goes on when what follows is indented under it.
                     ahead = next((k for k in range(j + 1, len(lines)) if lines[k].strip()), None)
                     follow = lines[ahead] if ahead is not None else ""
-                    if ahead is not None and len(follow) - len(follow.lstrip()) > indent and not _ITEM.match(follow):
+                    if ahead is not None and _indent_of(follow) > indent and not _ITEM.match(follow):
                         body.append("")
                         j += 1
                         continue
                     break
                 if _ITEM.match(nxt) or _FENCE.match(nxt) or nxt.strip().startswith("|"):
                     break
-                if len(nxt) - len(nxt.lstrip()) <= indent and _HEADING.match(nxt):
+                if not deeper and _HEADING.match(nxt):
                     break
                 body.append(nxt.rstrip())
                 j += 1
@@ -209,6 +209,10 @@ def read_units(text: str) -> list[Unit]:
         i += 1
     flush()
     return units
+
+
+def _indent_of(line: str) -> int:
+    return len(line) - len(line.lstrip())
 
 
 def _paragraph_lines(lines: list[str]) -> list[str]:

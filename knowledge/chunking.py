@@ -90,6 +90,14 @@ def _folds_into(path: tuple[str, ...], prev: tuple[str, ...]) -> bool:
     return path == prev or (len(path) > 0 and prev[: len(path) - 1] == path[:-1])
 
 
+def _after_line(fence: str, line: str) -> str:
+    """The open code fence ("```", "~~~" or "" outside code) after ``line``, given the one before it."""
+    marker = _FENCE.match(line)
+    if marker and (not fence or marker.group(1).startswith(fence)):
+        return "" if fence else marker.group(1)[:3]
+    return fence
+
+
 def _paragraphs(text: str, size: int) -> list[str]:
     """The blank-line separated paragraphs of ``text``, a fenced code block whole (blank lines
     inside it included), and an introduction ending in ":" joined to the block it introduces."""
@@ -104,9 +112,7 @@ def _paragraphs(text: str, size: int) -> list[str]:
         else:
             out.append(part)
         for line in part.split("\n"):
-            marker = _FENCE.match(line)
-            if marker and (not fence or marker.group(1).startswith(fence)):
-                fence = "" if fence else marker.group(1)[:3]
+            fence = _after_line(fence, line)
     joined: list[str] = []
     for part in out:
         if (
@@ -203,9 +209,7 @@ def _runs_between_fences(lines: list[str], size: int) -> list[str]:
         if not fence and runs[-1] and _count("\n".join(runs[-1] + [line])) > size:
             runs.append([])
         runs[-1].append(line)
-        marker = _FENCE.match(line)
-        if marker and (not fence or marker.group(1).startswith(fence)):
-            fence = "" if fence else marker.group(1)[:3]
+        fence = _after_line(fence, line)
     return ["\n".join(r) for r in runs if r]
 
 

@@ -28,7 +28,8 @@ _DROP_TAGS = frozenset(
     ["script", "style", "noscript", "template", "svg", "canvas", "nav", "header", "footer", "aside", "form", "button", "iframe", "dialog", "select", "input", "textarea", "object", "embed"]
 )
 _DROP_ROLES = frozenset(["navigation", "banner", "contentinfo", "complementary", "search", "dialog", "alertdialog", "menu", "menubar"])
-# Words in a class or id that mark page furniture, not content.
+# Words in a class or id that mark page furniture, not content ("linenos": the line-number
+# gutter of a highlighted code block, Sphinx's and MkDocs').
 _FURNITURE = frozenset(
     ["nav", "navbar", "navigation", "menu", "menubar", "breadcrumb", "breadcrumbs", "sidebar", "side-bar", "sidenav", "toc", "footer", "cookie", "cookies", "consent", "gdpr", "skip", "skiplink", "social", "share", "sharing", "pagination", "linenos", "lineno"]
 )
@@ -71,7 +72,6 @@ def _main(doc: lxml.html.HtmlElement) -> lxml.html.HtmlElement:
     return body if body is not None else doc
 
 
-# ("linenos": the line-number gutter of a highlighted code block, Sphinx's and MkDocs'.)
 # The text of a heading's permalink (Sphinx and MkDocs "¶", Docusaurus' zero-width "#").
 _PERMALINK_TEXT = frozenset(("", "¶", "#", "§", "🔗", "\u200b", "\u200b#"))
 

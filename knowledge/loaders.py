@@ -39,6 +39,7 @@ from bot.errors import SourceError, SourceSkipped
 from bot.identity import document_id
 from bot.types import PUBLIC, Document, Section
 from knowledge.progress import IngestProgress
+from knowledge.sphinx import CODE_ROLES, CONTENT_DIRECTIVES, DROPPED_DIRECTIVES, role_text
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -191,9 +192,9 @@ def load_bytes(
     """Load fetched content (a web page, an API body) into documents.
 
     The parser is chosen by ``content_type`` (its ``charset`` is honoured for text), else by
-    the suffix of ``name``; a generic ``text/plain`` defers to a ``.md`` or ``.rst`` name. The id is ``f"{source}:{url}"`` (a JSONL row's adds its ``_id``,
-    :mod:`bot.identity`); the size limit is the fetcher's
-    job. Raises :class:`SourceError` naming ``url`` (never anything else) for unreadable input.
+    the suffix of ``name``; a generic ``text/plain`` defers to a ``.md`` or ``.rst`` name. The
+    id is ``f"{source}:{url}"`` (a JSONL row's adds its ``_id``, :mod:`bot.identity`); the size
+    limit is the fetcher's job. Raises :class:`SourceError` naming ``url`` (never anything else) for unreadable input.
     """
     mime, _, params = (content_type or "").partition(";")
     mime = mime.strip().lower()
@@ -237,7 +238,7 @@ def file_kind(path: Path) -> str | None:
         # inside decides; the content is not sniffed (it would have to be decompressed).
         inner = Path(path.stem)
         kind = _KIND_BY_SUFFIX.get(inner.suffix.lower()) if inner.suffix else None
-        return kind if kind not in (None, "jsonl", "") else None
+        return None if kind == "jsonl" else kind
     if suffix in _KIND_BY_SUFFIX:
         return _KIND_BY_SUFFIX[suffix]
     mime, _ = _MIME.guess_type(path.name, strict=False)
@@ -702,8 +703,6 @@ def _myst_directive(info: str, body: str) -> str | None:
     reader: nothing for navigation and generated content (``toctree``, ``automodule``, …;
     knowledge/rst.py); the body as text for notes, tabs and the like; code for anything else
     (``code-block`` and a project's own directives, such as pip's ``{pip-cli}`` examples)."""
-    from knowledge.rst import CONTENT_DIRECTIVES, DROPPED_DIRECTIVES
-
     name, _, argument = info[1:].partition("}")
     name, argument = name.strip(), argument.strip()
     if name in DROPPED_DIRECTIVES:
@@ -720,10 +719,8 @@ def _myst_directive(info: str, body: str) -> str | None:
 
 def _myst_roles(text: str) -> str:
     """MyST roles as what they show: names of things as inline code, the rest as words."""
-    from knowledge.rst import CODE_ROLES
-
     def shown(m: re.Match[str]) -> str:
-        words = re.sub(r"\s*<[^<>]+>$", "", m.group(2)).lstrip("~!") or m.group(2)
+        words = role_text(m.group(2))
         return f"`{words}`" if m.group(1) in CODE_ROLES else words
 
     return _MYST_ROLE.sub(shown, text)
@@ -753,6 +750,11 @@ def _parse_html(data: bytes, charset: str | None) -> _Parsed:
         raise _Unreadable(f"not readable HTML: {_one_line(exc)}") from None
     if not markdown.strip():
         raise _Unreadable("no main content found in the HTML")
+    return _page(title, markdown)
+
+
+def _page(title: str | None, markdown: str) -> _Parsed:
+    """A rendered page (its title, its text as Markdown) as sections."""
     parsed = _parse_markdown(markdown, None, raw_html=False)
     return _Parsed(title or parsed.title, parsed.sections)
 
@@ -768,10 +770,7 @@ def _parse_rst(data: bytes, charset: str | None) -> _Parsed:
         title, markdown = html_to_markdown(rst_to_html(text))
     except Exception:  # a parser on untrusted input: what it cannot read is read as plain text
         return _parse_text(data, charset)
-    if not markdown.strip():
-        return _parse_text(data, charset)
-    parsed = _parse_markdown(markdown, None, raw_html=False)
-    return _Parsed(title or parsed.title, parsed.sections)
+    return _page(title, markdown) if markdown.strip() else _parse_text(data, charset)
 
 
 def _parse_pdf(data: bytes, charset: str | None) -> _Parsed:

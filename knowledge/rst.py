@@ -2,7 +2,7 @@
 
 docutils knows the standard directives and roles; a Sphinx project also uses its own
 (``code-block``, ``toctree``, ``versionadded``, ``:ref:``, ``:doc:``, …), which docutils would
-report as errors and drop with their content. Here the common ones are registered:
+report as errors and drop with their content. Here the common ones (knowledge/sphinx.py) are registered:
 
 - ``code-block`` / ``sourcecode`` / ``highlight``-style code: a literal block (kept as code);
 - content directives (``tab``, ``only``, ``versionadded``, ``deprecated``, ``seealso``, …): their
@@ -18,7 +18,6 @@ file can make docutils read another file or emit raw HTML.
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
 from docutils import nodes
@@ -26,28 +25,7 @@ from docutils.core import publish_parts
 from docutils.parsers.rst import Directive, directives, roles
 from docutils.writers.html5_polyglot import HTMLTranslator, Writer
 
-# Roles whose text names a thing one types or looks for: shown as inline code.
-CODE_ROLES = (
-    "option", "command", "program", "envvar", "file", "samp", "kbd", "makevar", "class", "func",
-    "meth", "mod", "attr", "data", "exc", "obj", "const", "var", "confval", "setting", "py:class",
-    "py:func", "py:meth", "py:mod", "py:attr", "py:data", "py:exc", "py:obj", "c:func", "c:type",
-)  # fmt: skip
-# Roles whose text reads as words: shown as plain text.
-_TEXT_ROLES = ("ref", "doc", "term", "guilabel", "menuselection", "abbr", "dfn", "numref", "any", "keyword")
-CONTENT_DIRECTIVES = (
-    "tab", "tabs", "tab-set", "tab-item", "only", "versionadded", "versionchanged", "deprecated",
-    "seealso", "centered", "hlist", "glossary", "productionlist", "card", "grid", "grid-item",
-    "grid-item-card", "dropdown", "rst-class", "index-only",
-)  # fmt: skip
-DROPPED_DIRECTIVES = (
-    "toctree", "literalinclude", "automodule", "autoclass", "autofunction", "automethod",
-    "autoattribute", "autodata", "autoexception", "autosummary", "index", "highlight", "currentmodule",
-    "module", "sectionauthor", "codeauthor", "tabularcolumns", "graphviz", "plot", "mermaid",
-    "todo", "todolist", "ifconfig", "program", "default-role", "default-domain", "contents",
-    "include", "raw", "image", "figure", "eval-rst",
-)  # fmt: skip
-# "inline text <target>" in a cross-reference: the text is what a reader sees.
-_TITLED = re.compile(r"^(.*?)\s*<[^<>]+>$", re.S)
+from knowledge.sphinx import CODE_ROLES, CONTENT_DIRECTIVES, DROPPED_DIRECTIVES, TEXT_ROLES, role_text
 
 
 class _CodeBlock(Directive):  # type: ignore[misc]
@@ -102,9 +80,7 @@ def _role(code: bool) -> Any:
     def role(
         name: str, rawtext: str, text: str, lineno: int, inliner: Any, options: Any = None, content: Any = None
     ) -> tuple[list[nodes.Node], list[nodes.Node]]:
-        shown = text.lstrip("~!")
-        if match := _TITLED.match(shown):
-            shown = match.group(1) or shown
+        shown = role_text(text)
         node: nodes.Node = nodes.literal(rawtext, shown) if code else nodes.Text(shown)
         return [node], []
 
@@ -120,11 +96,12 @@ def _register() -> None:
         directives.register_directive(name, _Dropped)
     for name in CODE_ROLES:
         roles.register_local_role(name, _role(code=True))
-    for name in _TEXT_ROLES:
+    for name in TEXT_ROLES:
         roles.register_local_role(name, _role(code=False))
 
 
 _register()
+
 
 class _Translator(HTMLTranslator):  # type: ignore[misc]
     """docutils' HTML with inline literals as ``<code>`` and admonitions as ``<div>`` (the HTML

@@ -151,6 +151,14 @@ def test_a_middling_confidence_says_it_may_answer() -> None:
 
 
 # -- loaders keep structure ----------------------------------------------------------------------
+def _loaded(tmp_path: Path, name: str, text: str) -> Document:
+    """The one document the loader makes of a file ``name`` holding ``text``."""
+    path = tmp_path / name
+    path.write_text(text)
+    [doc] = load_file(path, source="kb", max_bytes=1 << 20)
+    return doc
+
+
 PAGE = """<!doctype html><html><head><title>Ignore files - Example Docs</title></head><body>
 <nav>Home | Products | Login</nav>
 <header><div class="logo">Example Corp</div></header>
@@ -172,9 +180,7 @@ build/
 
 
 def test_html_pre_hash_lines_are_code_not_headings_and_furniture_is_removed(tmp_path: Path) -> None:
-    path = tmp_path / "ignore.html"
-    path.write_text(PAGE)
-    [doc] = load_file(path, source="kb", max_bytes=1 << 20)
+    doc = _loaded(tmp_path, "ignore.html", PAGE)
     assert doc.title == "Ignore files"
     assert [s.heading_path for s in doc.sections] == [("Ignore files",), ("Ignore files", "Options")]
     body = doc.sections[0].text
@@ -189,12 +195,12 @@ def test_html_pre_hash_lines_are_code_not_headings_and_furniture_is_removed(tmp_
 
 
 def test_html_without_main_still_loses_nav_header_and_footer(tmp_path: Path) -> None:
-    path = tmp_path / "small.html"
-    path.write_text(
+    doc = _loaded(
+        tmp_path,
+        "small.html",
         "<html><body><nav>Home | Products | Login</nav><header>Acme</header>"
         "<p>Reset your password from the login page.</p><footer>Acme 2026</footer></body></html>"
     )
-    [doc] = load_file(path, source="kb", max_bytes=1 << 20)
     assert "\n".join(s.text for s in doc.sections) == "Reset your password from the login page."
 
 
@@ -210,9 +216,7 @@ FAQ_PAGE = """<html><head><title>Tool FAQ</title></head><body><main><h1>Tool FAQ
 
 
 def test_a_layout_table_reads_as_headings_and_paragraphs_not_one_grid(tmp_path: Path) -> None:
-    path = tmp_path / "faq.html"
-    path.write_text(FAQ_PAGE)
-    [doc] = load_file(path, source="kb", max_bytes=1 << 20)
+    doc = _loaded(tmp_path, "faq.html", FAQ_PAGE)
     # The heading in a cell is a heading; each question leads with its number; the code is code.
     assert [s.heading_path for s in doc.sections][-1] == ("Tool FAQ", "5. Suppressions")
     text = doc.sections[-1].text
@@ -224,13 +228,13 @@ def test_a_layout_table_reads_as_headings_and_paragraphs_not_one_grid(tmp_path: 
 
 def test_a_plain_text_readme_in_html_keeps_its_tilde_underlines_out_of_code(tmp_path: Path) -> None:
     # valgrind's README.developers as HTML: lines of "~" under titles, in a paragraph with <br>.
-    path = tmp_path / "readme.html"
-    path.write_text(
+    doc = _loaded(
+        tmp_path,
+        "readme.html",
         "<html><body><main><h1>Developers</h1><p>Building a tarball<br>~~~~~~~~~~~~~~~~~~<br>"
         "Run make dist.<br>```not a fence<br>Running the tests<br>~~~~~~~~~~~~~~~~~<br>Run make regtest.</p>"
         "</main></body></html>"
     )
-    [doc] = load_file(path, source="kb", max_bytes=1 << 20)
     text = doc.sections[0].text
     assert "~~~" not in text and "Run make dist." in text and "Run make regtest." in text
     assert "\\```not a fence" in text
@@ -238,27 +242,27 @@ def test_a_plain_text_readme_in_html_keeps_its_tilde_underlines_out_of_code(tmp_
 
 
 def test_heading_permalinks_of_doc_generators_are_not_part_of_the_heading(tmp_path: Path) -> None:
-    path = tmp_path / "install.html"
-    path.write_text(
+    doc = _loaded(
+        tmp_path,
+        "install.html",
         '<html><body><div role="main"><h1>Install<a class="headerlink" href="#install">¶</a></h1>'
         '<p>Run the installer.</p><h2>Proxy<a href="#proxy" class="hash-link">\u200b</a></h2>'
         '<p>See <a href="#install">the install step</a> first.</p></div></body></html>'
     )
-    [doc] = load_file(path, source="kb", max_bytes=1 << 20)
     assert doc.title == "Install"
     assert [s.heading_path for s in doc.sections] == [("Install",), ("Install", "Proxy")]
     assert doc.sections[1].text == "See the install step first."  # an in-page link with words stays
 
 
 def test_line_number_gutters_of_highlighted_code_are_not_code(tmp_path: Path) -> None:
-    path = tmp_path / "code.html"
-    path.write_text(
+    doc = _loaded(
+        tmp_path,
+        "code.html",
         '<html><body><main><h1>Setup</h1><p>Run:</p><table class="highlighttable"><tr>'
         '<td class="linenos"><div class="linenodiv"><pre>1\n2</pre></div></td>'
         '<td class="code"><div class="highlight"><pre>tool init\ntool sync</pre></div></td></tr></table>'
         '<p>Or:</p><div class="highlight"><pre><span class="linenos">1</span>tool run</pre></div></main></body></html>'
     )
-    [doc] = load_file(path, source="kb", max_bytes=1 << 20)
     assert doc.sections[0].text == "Run:\n\n```\ntool init\ntool sync\n```\n\nOr:\n\n```\ntool run\n```"
 
 
@@ -286,9 +290,7 @@ $ git frob --tip   # a comment, not a heading
 
 
 def test_asciidoc_text_reads_as_markdown(tmp_path: Path) -> None:
-    path = tmp_path / "git-frob.txt"
-    path.write_text(ASCIIDOC)
-    [doc] = load_file(path, source="kb", max_bytes=1 << 20)
+    doc = _loaded(tmp_path, "git-frob.txt", ASCIIDOC)
     paths = [s.heading_path for s in doc.sections]
     assert ("git-frob(1)", "OPTIONS") in paths and ("git-frob(1)", "EXAMPLES") in paths
     text = "\n".join(s.text for s in doc.sections)
